@@ -1,0 +1,3 @@
+from atlas_sweeps.cli import main
+
+main()

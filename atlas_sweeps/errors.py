@@ -1,0 +1,57 @@
+"""The small exception tree. The CLI maps these to exit codes and one-line messages in one place."""
+
+from __future__ import annotations
+
+
+class AtlasError(Exception):
+    """Base of every error the tool reports to a user. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(AtlasError):
+    """Bad input from the user: flags, arguments, profiles. Exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A problem in a file the user wrote; says where (file:line) it is."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.line = line
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        return where + super().__str__()
+
+
+class RemoteError(AtlasError):
+    """The cluster or the connection to it failed. Exit code 1."""
+
+
+class HostKeyError(RemoteError):
+    """The login node's host key is unknown or changed; refused under strict checking. Exit code 2."""
+
+    exit_code = 2
+
+
+class BackendError(AtlasError):
+    """The sweep backend (W&B or local) failed."""
+
+
+class SandboxError(AtlasError):
+    """The sandbox cluster could not be brought up, stopped or inspected."""
