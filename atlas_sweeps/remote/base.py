@@ -1,0 +1,130 @@
+"""The ``Remote`` seam: run scripts, stream output and rsync on the cluster's login node, plus the value
+objects they return. Two implementations: ``SshRemote`` (one SSH session per CLI run) and ``LocalRemote``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from atlas_sweeps.errors import RemoteError
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one remote command did: its exit code and captured output."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def check(self, *, what: str) -> Result:
+        """Return self, or raise ``RemoteError`` naming ``what`` failed and the command's last stderr line."""
+        if self.ok:
+            return self
+        detail = _last_lines(self.stderr) or _last_lines(self.stdout) or "no output"
+        raise RemoteError(f"{what} failed (exit {self.exit_code}): {detail}")
+
+
+def _last_lines(text: str, *, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
+
+
+@runtime_checkable
+class Remote(Protocol):
+    """The login node as the rest of the tool sees it. One instance lives for one CLI invocation."""
+
+    def run_script(self, script: str, *, timeout: float | None = None) -> Result:
+        """Run ``script`` with ``bash -s`` (sent on stdin, so the login shell's syntax never matters)."""
+        ...
+
+    def stream_script(self, script: str, *, on_stdout: Callable[[str], None],
+                      stop: threading.Event | None = None) -> int:
+        """Run ``script`` under bash, calling ``on_stdout`` per output line as it arrives, until it ends or
+        ``stop`` is set (then the remote processes are killed). Returns the exit code (-1 if stopped)."""
+        ...
+
+    def rsync(self, args: list[str], *, on_progress: Callable[[str], None] | None = None) -> Result:
+        """Run local ``rsync`` with ``args`` so that the transfer reuses this session (no second login).
+        Write remote paths with ``rsync_path``."""
+        ...
+
+    def rsync_path(self, path: str) -> str:
+        """The rsync argument naming ``path`` on the login node (``host:path`` over SSH, ``path`` locally)."""
+        ...
+
+    @property
+    def calls(self) -> int:
+        """Remote round trips so far (each script, stream or rsync counts one)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Where the login node is. ``host`` of None or ``"local"`` means this machine (no SSH)."""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host in (None, "", "local")
+
+    @classmethod
+    def from_profile(cls, profile_like: Any) -> RemoteTarget:
+        """Read a target from a profile object, a mapping or a target; unknown fields are ignored."""
+        if isinstance(profile_like, RemoteTarget):
+            return profile_like
+        if profile_like is None:
+            return cls()
+
+        def get(*names: str) -> Any:
+            for name in names:
+                value = (profile_like.get(name) if isinstance(profile_like, Mapping)
+                         else getattr(profile_like, name, None))
+                if value not in (None, ""):
+                    return value
+            return None
+
+        port = get("port")
+        identity = get("identity_file", "key_file", "key")
+        known = get("known_hosts", "known_hosts_file")
+        return cls(host=get("host", "hostname"), port=int(port) if port is not None else None,
+                   user=get("user", "username"), identity_file=str(identity) if identity else None,
+                   known_hosts=str(known) if known else None)
+
+
+def wrap_for_streaming(script: str) -> str:
+    """Wrap ``script`` so that when the client goes away (stdin closes) everything it started dies too.
+
+    Sent to ``bash -s`` with stdin left open: bash reads the whole ``{ ...; }`` group before running any
+    of it, so the watcher's ``cat`` sees only the client's end-of-input, then kills the process group
+    (sshd gives each session its own; ``LocalRemote`` starts a new session). ``tail -F`` would otherwise
+    linger on the login node after ``atlas-sweeps tail`` stops.
+    """
+    return (
+        "{\n"
+        "__atlas_stream() {\n"
+        f"{script}\n"
+        "}\n"
+        "exec 3<&0\n"
+        "__atlas_stream </dev/null 3<&- &\n"
+        "__atlas_job=$!\n"
+        "{ cat >/dev/null 2>&1; kill -TERM 0; } <&3 >/dev/null 2>&1 &\n"
+        "wait \"$__atlas_job\"\n"
+        "exit $?\n"
+        "}\n"
+    )

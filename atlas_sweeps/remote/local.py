@@ -1,0 +1,114 @@
+"""``LocalRemote``: the ``Remote`` seam on this machine via subprocess, for users already on the login node
+and for tests. Scripts run with ``bash -s`` in the home directory, as they would over SSH."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from atlas_sweeps.errors import RemoteError
+from atlas_sweeps.remote.base import Result, wrap_for_streaming
+
+
+class LocalRemote:
+    """Runs everything on this host. ``calls`` counts scripts, streams and rsyncs like ``SshRemote``."""
+
+    def __init__(self, *, home: Path | None = None) -> None:
+        self._home = home or Path.home()
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    def _count(self) -> None:
+        with self._lock:
+            self._calls += 1
+
+    def run_script(self, script: str, *, timeout: float | None = None) -> Result:
+        self._count()
+        try:
+            done = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True,
+                                  cwd=self._home, timeout=timeout, start_new_session=True)
+        except subprocess.TimeoutExpired as exc:
+            raise RemoteError(f"script on this host timed out after {timeout:g} s",
+                              hint="raise the timeout or check the login node's load") from exc
+        return Result(command=script, exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+    def stream_script(self, script: str, *, on_stdout: Callable[[str], None],
+                      stop: threading.Event | None = None) -> int:
+        self._count()
+        proc = subprocess.Popen(["bash", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, cwd=self._home, start_new_session=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(wrap_for_streaming(script).encode())
+        proc.stdin.flush()
+        watcher = None
+        if stop is not None:
+            watcher = threading.Thread(target=_stop_when_set, args=(stop, proc), daemon=True)
+            watcher.start()
+        try:
+            for raw in proc.stdout:
+                on_stdout(raw.decode(errors="replace").rstrip("\n"))
+            code = proc.wait()
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # end-of-input tells the wrapper's watcher to clean up
+            proc.stdout.close()
+        return -1 if stop is not None and stop.is_set() else code
+
+    def rsync(self, args: list[str], *, on_progress: Callable[[str], None] | None = None) -> Result:
+        self._count()
+        return run_rsync(["rsync", *args], env=None, on_progress=on_progress)
+
+    def rsync_path(self, path: str) -> str:
+        return str(self._home / os.path.expanduser(path))
+
+    def close(self) -> None:
+        pass
+
+
+def _stop_when_set(stop: threading.Event, proc: subprocess.Popen[bytes]) -> None:
+    while proc.poll() is None:
+        if stop.wait(0.2):
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, 15)
+            return
+
+
+def run_rsync(argv: list[str], *, env: dict[str, str] | None,
+              on_progress: Callable[[str], None] | None) -> Result:
+    """Run a local rsync, passing each progress line (rsync ends them with CR or LF) to ``on_progress``."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise RemoteError("rsync is not installed on this machine", hint="install rsync (apt-get install rsync)") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    out = bytearray()
+    pending = b""
+    while True:
+        chunk = proc.stdout.read1(65536)
+        if not chunk:
+            break
+        out += chunk
+        if on_progress is not None:
+            pending += chunk.replace(b"\r", b"\n")
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    on_progress(line.decode(errors="replace").strip())
+    code = proc.wait()
+    reader.join()
+    if on_progress is not None and pending.strip():
+        on_progress(pending.decode(errors="replace").strip())
+    return Result(command=" ".join(argv), exit_code=code, stdout=out.decode(errors="replace"),
+                  stderr=b"".join(errors).decode(errors="replace"))
