@@ -19,6 +19,8 @@ class LocalRemote:
 
     def __init__(self, *, home: Path | None = None) -> None:
         self._home = home or Path.home()
+        # Scripts see ``home`` as $HOME, so ``~/`` paths mean the same in scripts and in rsync_path.
+        self._env = {**os.environ, "HOME": str(self._home)}
         self._calls = 0
         self._lock = threading.Lock()
 
@@ -34,7 +36,7 @@ class LocalRemote:
         self._count()
         try:
             done = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True,
-                                  cwd=self._home, timeout=timeout, start_new_session=True)
+                                  cwd=self._home, env=self._env, timeout=timeout, start_new_session=True)
         except subprocess.TimeoutExpired as exc:
             raise RemoteError(f"script on this host timed out after {timeout:g} s",
                               hint="raise the timeout or check the login node's load") from exc
@@ -44,7 +46,8 @@ class LocalRemote:
                       stop: threading.Event | None = None) -> int:
         self._count()
         proc = subprocess.Popen(["bash", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, cwd=self._home, start_new_session=True)
+                                stderr=subprocess.DEVNULL, cwd=self._home, env=self._env,
+                                start_new_session=True)
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(wrap_for_streaming(script).encode())
         proc.stdin.flush()
@@ -67,7 +70,9 @@ class LocalRemote:
         return run_rsync(["rsync", *args], env=None, on_progress=on_progress)
 
     def rsync_path(self, path: str) -> str:
-        return str(self._home / os.path.expanduser(path))
+        if path == "~" or path.startswith("~/"):
+            path = path[2:]
+        return str(self._home / path) + ("/" if path.endswith("/") else "")
 
     def close(self) -> None:
         pass

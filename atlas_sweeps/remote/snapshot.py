@@ -1,0 +1,135 @@
+"""Code snapshots on the login node: ``<remote_root>/snapshots/<name>/``, synced with real rsync through the
+``Remote``, hard-linking unchanged files to the previous snapshot and made read-only afterwards, so the
+jobs of an earlier launch keep running the code they were launched with."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from atlas_sweeps.errors import RemoteError
+from atlas_sweeps.remote.base import Remote
+
+ALWAYS_EXCLUDED = (".git/", ".venv/", "__pycache__/")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class RsyncStats:
+    """The numbers of ``rsync --stats`` that matter to a user (sizes in bytes)."""
+
+    files: int = 0
+    regular_files: int = 0
+    files_transferred: int = 0
+    deleted_files: int = 0
+    total_size: int = 0
+    transferred_size: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """Where the snapshot is and what the sync moved."""
+
+    remote_path: str
+    files_transferred: int
+    bytes_transferred: int
+    linked_to: str | None
+    stats: RsyncStats
+
+
+_STAT_FIELDS = {
+    "Number of files": "files",
+    "Number of regular files transferred": "files_transferred",
+    "Number of deleted files": "deleted_files",
+    "Total file size": "total_size",
+    "Total transferred file size": "transferred_size",
+    "Total bytes sent": "bytes_sent",
+    "Total bytes received": "bytes_received",
+}
+
+
+def parse_rsync_stats(text: str) -> RsyncStats:
+    """Parse the ``--stats`` block of rsync 3.x output (numbers may carry thousands separators)."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        label, sep, rest = line.partition(":")
+        field = _STAT_FIELDS.get(label.strip())
+        if not sep or field is None:
+            continue
+        number = re.match(r"\s*([\d,.]+)", rest)
+        if number:
+            values[field] = int(re.sub(r"[,.]", "", number.group(1)))
+        if field == "files":
+            reg = re.search(r"reg:\s*([\d,.]+)", rest)
+            values["regular_files"] = int(re.sub(r"[,.]", "", reg.group(1))) if reg else values.get("files", 0)
+    return RsyncStats(**values)
+
+
+def snapshot_rsync_args(*, local_dir: Path, dest: str, previous: str | None, excludes: list[str]) -> list[str]:
+    """rsync arguments for one snapshot (``dest`` already in the Remote's rsync form)."""
+    # Files arrive read-only, as every earlier snapshot holds them: rsync hard-links a file only when its
+    # mode matches too, so freezing after the sync alone would defeat --link-dest.
+    args = ["-a", "--delete", "--chmod=Fa-w", "--stats", "--info=progress2", "--filter=:- .gitignore"]
+    args += [f"--exclude={pattern}" for pattern in (*ALWAYS_EXCLUDED, *excludes)]
+    if previous:
+        args.append(f"--link-dest=../{previous}")
+    return [*args, f"{str(local_dir).rstrip('/')}/", dest]
+
+
+def shell_path(path: str) -> str:
+    """Quote a remote path for bash, keeping a leading ``~/`` meaning the home directory."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _rsync_relative(path: str) -> str:
+    # rsync paths without a leading / are relative to the home directory, like ``~/``.
+    return path[2:] if path.startswith("~/") else path
+
+
+def sync_snapshot(remote: Remote, *, local_dir: Path, remote_root: str, snapshot_name: str,
+                  previous: str | None, excludes: list[str],
+                  on_progress: Callable[[str], None] | None = None) -> SnapshotResult:
+    """Copy ``local_dir`` to ``<remote_root>/snapshots/<snapshot_name>/`` and make it read-only.
+
+    Three round trips: prepare (create dirs, check names), rsync, freeze. A snapshot left writable by an
+    interrupted sync is resumed; a finished (read-only) one is never overwritten.
+    """
+    for name in (snapshot_name, previous):
+        if name is not None and not _SAFE_NAME.match(name):
+            raise RemoteError(f"bad snapshot name {name!r}", hint="use letters, digits, '.', '_' and '-' only")
+    if not local_dir.is_dir():
+        raise RemoteError(f"code directory {local_dir} does not exist", hint="run from your project or pass its path")
+    snapshots = f"{remote_root.rstrip('/')}/snapshots"
+    dest = f"{snapshots}/{snapshot_name}"
+    prepare = (
+        f"set -e\nmkdir -p {shell_path(snapshots)}\ncd {shell_path(snapshots)}\n"
+        f"if [ -e {shlex.quote(snapshot_name)} ] && [ ! -w {shlex.quote(snapshot_name)} ]; then\n"
+        f"  echo 'snapshot exists and is frozen' >&2; exit 17\nfi\n"
+        f"echo \"path=$(pwd -P)/\"{shlex.quote(snapshot_name)}\n"
+    )
+    if previous:
+        prepare += f"if [ -d {shlex.quote(previous)} ]; then echo previous=yes; fi\n"
+    ready = remote.run_script(prepare)
+    if ready.exit_code == 17:
+        raise RemoteError(f"snapshot {dest} already exists and is read-only",
+                          hint="snapshots are immutable; use a new snapshot name")
+    ready.check(what=f"preparing {snapshots} on the cluster")
+    absolute = next((line[5:] for line in ready.stdout.splitlines() if line.startswith("path=")), dest)
+    linked = previous if previous and "previous=yes" in ready.stdout else None
+    args = snapshot_rsync_args(local_dir=local_dir, dest=remote.rsync_path(_rsync_relative(dest) + "/"),
+                               previous=linked, excludes=excludes)
+    synced = remote.rsync(args, on_progress=on_progress)
+    synced.check(what=f"rsync of {local_dir} to {dest}")
+    remote.run_script(f"chmod -R a-w {shell_path(dest)}").check(what=f"making {dest} read-only")
+    stats = parse_rsync_stats(synced.stdout)
+    return SnapshotResult(remote_path=absolute, files_transferred=stats.files_transferred,
+                          bytes_transferred=stats.transferred_size, linked_to=linked, stats=stats)
