@@ -1,0 +1,96 @@
+"""``atlas-sweeps sandbox up|down|status``: the sandbox Slurm cluster on this machine (root only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from atlas_sweeps.sandbox.components import COMPONENTS
+
+_err = Console(stderr=True)
+
+
+def _log(message: str) -> None:
+    _err.print(f"[dim]sandbox:[/] {message}", soft_wrap=True)
+
+
+_root_option = click.option("--dir", "root", type=click.Path(path_type=Path), default=None,
+                            help="Sandbox directory [default: $ATLAS_SANDBOX_DIR or /var/lib/atlas-sweeps/sandbox].")
+
+
+@click.group()
+def sandbox() -> None:
+    """Start, stop or inspect the sandbox Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd and an
+    SSH login node on 127.0.0.1). Needs root; installs Debian packages it lacks."""
+
+
+@sandbox.command()
+@_root_option
+@click.option("--ssh-port", type=int, default=None, help="Login node port [default: 2222].")
+@click.option("--slurmctld-port", type=int, default=None, help="[default: 16817]")
+@click.option("--slurmd-port", type=int, default=None, help="[default: 16818]")
+@click.option("--slurmdbd-port", type=int, default=None, help="[default: 16819]")
+@click.option("--mariadb-port", "mysql_port", type=int, default=None, help="[default: 13306]")
+@click.option("--min-job-age", type=int, default=None,
+              help="Seconds a finished job stays in squeue (Slurm's MinJobAge) [default: 10].")
+@click.option("--no-profile", is_flag=True, help="Don't copy the cluster profiles to ~/.config/atlas-sweeps.")
+@click.option("--no-venv", is_flag=True, help="Skip the cluster user's venv with wandb.")
+def up(*, root: Path | None, ssh_port: int | None, slurmctld_port: int | None, slurmd_port: int | None,
+       slurmdbd_port: int | None, mysql_port: int | None, min_job_age: int | None, no_profile: bool,
+       no_venv: bool) -> None:
+    """Install what is missing and start every component (idempotent)."""
+    from atlas_sweeps import sandbox as api
+
+    info = api.up(root=root, ssh_port=ssh_port, slurmctld_port=slurmctld_port, slurmd_port=slurmd_port,
+                  slurmdbd_port=slurmdbd_port, mysql_port=mysql_port, min_job_age=min_job_age,
+                  write_profiles=not no_profile, install_venv=not no_venv, log=_log)
+    s = info.settings
+    _err.print(f"[green]sandbox up[/] in {info.seconds:.1f}s: ssh -p {s.ssh_port} "
+               f"-i {info.paths.user_key(s.user)} -o UserKnownHostsFile={info.paths.known_hosts} "
+               f"{s.user}@127.0.0.1", soft_wrap=True)
+    for name, path in info.profiles.items():
+        _err.print(f"  profile [bold]{name}[/]: {path}", soft_wrap=True)
+
+
+@sandbox.command()
+@_root_option
+@click.option("--only", type=click.Choice(COMPONENTS), default=None, help="Stop just this component.")
+def down(*, root: Path | None, only: str | None) -> None:
+    """Stop the sandbox's own processes (by pid: TERM, then KILL)."""
+    from atlas_sweeps import sandbox as api
+
+    stopped = api.down(root=root, only=only, log=_log)
+    _err.print("nothing was running" if not stopped else f"[green]stopped[/] {', '.join(stopped)}")
+
+
+@sandbox.command()
+@_root_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+def status(*, root: Path | None, as_json: bool) -> None:
+    """Show each component's pid, liveness and port; exit 1 when any is down."""
+    from atlas_sweeps import sandbox as api
+
+    st = api.status(root=root)
+    if as_json:
+        click.echo(json.dumps(st.to_dict(), indent=2))
+    elif not st.configured:
+        _err.print(f"no sandbox at {st.root}: run `atlas-sweeps sandbox up`")
+    else:
+        table = Table(title=f"sandbox {st.root}")
+        for col in ("component", "pid", "alive", "answering"):
+            table.add_column(col)
+        table.add_column("endpoint", overflow="fold")
+        for c in st.components:
+            table.add_row(c.name, str(c.pid or "-"), _mark(c.alive), _mark(c.answering), c.endpoint)
+        Console().print(table)
+    if not st.ok:
+        sys.exit(1)
+
+
+def _mark(ok: bool) -> str:
+    return "[green]yes[/]" if ok else "[red]no[/]"

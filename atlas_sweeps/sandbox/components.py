@@ -1,0 +1,117 @@
+"""The sandbox's daemons as data: how each is started, which pid file and port tell its health, and how
+to recognise its processes. Starting and stopping live in ``lifecycle``; process helpers in ``daemons``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from atlas_sweeps.sandbox import daemons
+from atlas_sweeps.sandbox.config import SandboxSettings
+from atlas_sweeps.sandbox.paths import SandboxPaths
+
+# Start order; ``down`` stops in reverse.
+COMPONENTS: tuple[str, ...] = ("munge", "mariadb", "slurmdbd", "slurmctld", "slurmd", "sshd")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One daemon of the sandbox."""
+
+    name: str
+    exe: str  # basename of the binary, to recognise its processes
+    argv: tuple[str, ...]
+    pid_file: Path
+    log_file: Path
+    marker: str  # a sandbox path found in its command line or environment
+    port: int | None = None
+    socket: Path | None = None
+    run_as: str | None = None  # user to start it as (munged refuses to run as root by default)
+    detach: bool = False  # True when the program stays in the foreground and we must detach it
+    config_files: tuple[Path, ...] = ()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}" if self.port is not None else str(self.socket)
+
+    def answering(self) -> bool:
+        """True when its port or socket accepts connections."""
+        if self.port is not None:
+            return daemons.port_open(self.port)
+        return self.socket is not None and daemons.unix_socket_open(self.socket)
+
+    def pids(self) -> list[int]:
+        """Its live main processes: the pid file's pid if it is ours, plus any of ours found by scanning
+        (a half-started daemon, or one whose pid file was removed)."""
+        found = {p for p in daemons.all_pids() if _is_ours(self, p) and daemons.pid_alive(p)}
+        pid = daemons.read_pid(self.pid_file)
+        if pid is not None and daemons.pid_alive(pid) and _is_ours(self, pid):
+            found.add(pid)
+        # Keep only the top of each tree (slurmd/sshd fork workers that match too).
+        return sorted(p for p in found if daemons.parent_pid(p) not in found)
+
+
+def _is_ours(comp: Component, pid: int) -> bool:
+    if daemons.exe_name(pid) != comp.exe:
+        return False
+    if comp.marker in daemons.cmdline(pid):
+        return True
+    return comp.marker in _environ(pid)
+
+
+def _environ(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def build_components(settings: SandboxSettings, paths: SandboxPaths) -> dict[str, Component]:
+    """Every component of the sandbox, keyed by name, in start order."""
+    p, s = paths, settings
+    slurm_marker = f"SLURM_CONF={p.slurm_conf}"
+    comps = [
+        Component(
+            name="munge", exe="munged",
+            argv=("/usr/sbin/munged", f"--socket={p.munge_socket}", f"--key-file={p.munge_key}",
+                  f"--pid-file={p.pid_file('munge')}", f"--log-file={p.log_file('munge')}",
+                  f"--seed-file={p.munge_seed}", "--num-threads=10"),
+            pid_file=p.pid_file("munge"), log_file=p.log_file("munge"), marker=str(p.munge_socket),
+            socket=p.munge_socket, run_as="munge", config_files=(p.munge_key,)),
+        Component(
+            name="mariadb", exe="mariadbd", argv=("/usr/sbin/mariadbd", f"--defaults-file={p.my_cnf}"),
+            pid_file=p.pid_file("mariadb"), log_file=p.log_file("mariadb"), marker=str(p.my_cnf),
+            port=s.mysql_port, detach=True, config_files=(p.my_cnf,)),
+        Component(
+            name="slurmdbd", exe="slurmdbd", argv=("/usr/sbin/slurmdbd",),
+            pid_file=p.pid_file("slurmdbd"), log_file=p.log_file("slurmdbd"), marker=slurm_marker,
+            port=s.slurmdbd_port, config_files=(p.slurmdbd_conf,)),
+        Component(
+            name="slurmctld", exe="slurmctld", argv=("/usr/sbin/slurmctld", "-i", "-f", str(p.slurm_conf)),
+            pid_file=p.pid_file("slurmctld"), log_file=p.log_file("slurmctld"), marker=str(p.slurm_conf),
+            port=s.slurmctld_port, config_files=(p.slurm_conf,)),
+        Component(
+            name="slurmd", exe="slurmd",
+            argv=("/usr/sbin/slurmd", "-f", str(p.slurm_conf), "-N", s.hostname),
+            pid_file=p.pid_file("slurmd"), log_file=p.log_file("slurmd"), marker=str(p.slurm_conf),
+            port=s.slurmd_port, config_files=(p.slurm_conf,)),
+        Component(
+            name="sshd", exe="sshd",
+            argv=("/usr/sbin/sshd", "-f", str(p.sshd_config), "-E", str(p.log_file("sshd"))),
+            pid_file=p.pid_file("sshd"), log_file=p.log_file("sshd"), marker=str(p.sshd_config),
+            port=s.ssh_port, config_files=(p.sshd_config,)),
+    ]
+    # Debian installs some binaries behind alternatives (slurmctld -> slurmctld-wlm): match the real file.
+    comps = [replace(c, exe=real_exe(c.argv[0])) for c in comps]
+    return {c.name: c for c in comps}
+
+
+def real_exe(path: str) -> str:
+    """Basename of the file ``path`` resolves to, as /proc/PID/exe shows it."""
+    return os.path.basename(os.path.realpath(path))
+
+
+def daemon_env(paths: SandboxPaths) -> dict[str, str]:
+    """The environment daemons start with: ours plus SLURM_CONF (how slurmdbd finds slurmdbd.conf)."""
+    return {**os.environ, "SLURM_CONF": str(paths.slurm_conf)}

@@ -1,0 +1,255 @@
+"""Pure rendering of the sandbox's configuration files (slurm.conf, slurmdbd.conf, my.cnf, sshd_config,
+cluster profiles) from settings and paths. No I/O here, so every rendered line is unit-testable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from atlas_sweeps.sandbox.paths import SandboxPaths
+
+CLUSTER_NAME = "atlas-sandbox"
+ACCOUNT = "atlas"
+DB_NAME = "slurm_acct_db"
+DB_USER = "slurm"
+PROFILE_HEADER = "# Written by `atlas-sweeps sandbox up`; rewritten on every run.\n"
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """What ``up`` was asked for: ports, users, node shape. Saved next to the sandbox for status/down."""
+
+    hostname: str
+    cpus: int
+    real_memory_mb: int
+    ssh_port: int = 2222
+    slurmctld_port: int = 16817
+    slurmd_port: int = 16818
+    slurmdbd_port: int = 16819
+    mysql_port: int = 13306
+    min_job_age: int = 10
+    user: str = "atlas"
+    user_2fa: str = "atlas2fa"
+    partition: str = "debug"
+
+    @property
+    def users(self) -> tuple[str, str]:
+        return (self.user, self.user_2fa)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxSettings:
+        data = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def real_memory_mb(meminfo: str) -> int:
+    """RealMemory for slurm.conf from /proc/meminfo text: 90% of MemTotal, so slurmd never finds less
+    than configured (which would drain the node)."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            kib = int(line.split()[1])
+            return max(256, kib * 9 // 10 // 1024)
+    raise ValueError("no MemTotal line in /proc/meminfo")
+
+
+def munge_auth_info(paths: SandboxPaths) -> str:
+    return f"socket={paths.munge_socket}"
+
+
+def render_slurm_conf(settings: SandboxSettings, paths: SandboxPaths) -> str:
+    """slurm.conf for one node without cgroups or systemd, accounting through our slurmdbd."""
+    s, p = settings, paths
+    return f"""\
+# Sandbox cluster of atlas-sweeps; generated, do not edit (rewritten by `atlas-sweeps sandbox up`).
+ClusterName={CLUSTER_NAME}
+SlurmctldHost={s.hostname}(127.0.0.1)
+SlurmctldPort={s.slurmctld_port}
+SlurmdPort={s.slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo={munge_auth_info(p)}
+StateSaveLocation={p.slurmctld_state}
+SlurmdSpoolDir={p.slurmd_spool}
+SlurmctldPidFile={p.pid_file("slurmctld")}
+SlurmdPidFile={p.pid_file("slurmd")}
+SlurmctldLogFile={p.log_file("slurmctld")}
+SlurmdLogFile={p.log_file("slurmd")}
+PlugStackConfig={p.etc / "plugstack.conf"}
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+MinJobAge={s.min_job_age}
+SlurmctldTimeout=30
+SlurmdTimeout=30
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort={s.slurmdbd_port}
+AccountingStoragePass={p.munge_socket}
+JobCompType=jobcomp/none
+NodeName={s.hostname} NodeAddr=127.0.0.1 CPUs={s.cpus} RealMemory={s.real_memory_mb} State=UNKNOWN
+PartitionName={s.partition} Nodes={s.hostname} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+"""
+
+
+def render_slurmdbd_conf(settings: SandboxSettings, paths: SandboxPaths, *, db_password: str) -> str:
+    """slurmdbd.conf (must be mode 0600: it holds the database password)."""
+    s, p = settings, paths
+    return f"""\
+# Sandbox cluster of atlas-sweeps; generated, do not edit.
+AuthType=auth/munge
+AuthInfo={munge_auth_info(p)}
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort={s.slurmdbd_port}
+SlurmUser=root
+PidFile={p.pid_file("slurmdbd")}
+LogFile={p.log_file("slurmdbd")}
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={s.mysql_port}
+StorageUser={DB_USER}
+StoragePass={db_password}
+StorageLoc={DB_NAME}
+"""
+
+
+def render_my_cnf(settings: SandboxSettings, paths: SandboxPaths) -> str:
+    """MariaDB's option file: own datadir, socket, pid file and a loopback port, away from the system's."""
+    p = paths
+    return f"""\
+# Sandbox MariaDB of atlas-sweeps; generated, do not edit.
+[client]
+socket={p.mysql_socket}
+port={settings.mysql_port}
+
+[mysqld]
+user=mysql
+datadir={p.mysql_datadir}
+socket={p.mysql_socket}
+pid-file={p.pid_file("mariadb")}
+log-error={p.log_file("mariadb")}
+bind-address=127.0.0.1
+port={settings.mysql_port}
+skip-name-resolve
+innodb_buffer_pool_size=128M
+innodb_lock_wait_timeout=900
+innodb_log_file_size=64M
+"""
+
+
+def render_sshd_config(settings: SandboxSettings, paths: SandboxPaths) -> str:
+    """sshd_config for the login node: loopback port, own host key, keys from the sandbox, SLURM_CONF set
+    for every session, and a second user that needs key *and* password."""
+    s, p = settings, paths
+    return f"""\
+# Sandbox login node of atlas-sweeps; generated, do not edit.
+Port {s.ssh_port}
+ListenAddress 127.0.0.1
+HostKey {p.host_key}
+PidFile {p.pid_file("sshd")}
+UsePAM no
+PermitRootLogin no
+AllowUsers {" ".join(s.users)}
+PubkeyAuthentication yes
+AuthorizedKeysFile {p.authorized_keys_dir}/%u
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PrintMotd no
+MaxSessions 64
+MaxStartups 64:30:128
+SetEnv SLURM_CONF={p.slurm_conf}
+Subsystem sftp /usr/lib/openssh/sftp-server
+
+Match User {s.user_2fa}
+    PasswordAuthentication yes
+    AuthenticationMethods publickey,password
+"""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One cluster profile as the tool's profile loader reads it (TOML)."""
+
+    name: str
+    host: str
+    port: int
+    user: str
+    identity_file: str
+    known_hosts: str
+    remote_dir: str
+    setup: list[str] = field(default_factory=list)
+    interpreter: str = "python"
+    backend: str = "local"
+    status_interval: int = 2
+    password_file: str | None = None
+    slurm: dict[str, str | int] = field(default_factory=dict)
+
+
+def sandbox_profiles(settings: SandboxSettings, paths: SandboxPaths) -> list[Profile]:
+    """The two profiles: ``sandbox`` (key only) and ``sandbox-2fa`` (key and password)."""
+    slurm: dict[str, str | int] = {"partition": settings.partition, "time": "00:10:00",
+                                   "cpus_per_task": 1, "mem": "200M"}
+    setup = [f"source /home/{settings.user}/venv/bin/activate"]
+
+    def make(name: str, user: str, password_file: str | None) -> Profile:
+        return Profile(name=name, host="127.0.0.1", port=settings.ssh_port, user=user,
+                       identity_file=str(paths.user_key(user)), known_hosts=str(paths.known_hosts),
+                       remote_dir=f"/home/{user}/atlas-sweeps", setup=list(setup),
+                       password_file=password_file, slurm=dict(slurm))
+
+    return [make("sandbox", settings.user, None),
+            make("sandbox-2fa", settings.user_2fa, str(paths.password_file(settings.user_2fa)))]
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML rendering for {value!r}")
+
+
+def render_profile(profile: Profile) -> str:
+    """The profile as TOML, keys in the documented order, ``[slurm]`` table last."""
+    lines = [PROFILE_HEADER.rstrip("\n")]
+    for key in ("host", "port", "user", "identity_file", "known_hosts", "password_file", "remote_dir",
+                "setup", "interpreter", "backend", "status_interval"):
+        value = getattr(profile, key)
+        if value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    lines.append("")
+    lines.append("[slurm]")
+    lines.extend(f"{k} = {_toml_value(v)}" for k, v in profile.slurm.items())
+    return "\n".join(lines) + "\n"
+
+
+def known_hosts_line(*, port: int, host_public_key: str) -> str:
+    """A known_hosts entry for a non-default port: ``[127.0.0.1]:PORT type key``."""
+    kind, key = host_public_key.split()[:2]
+    return f"[127.0.0.1]:{port} {kind} {key}\n"
+
+
+def mysql_bootstrap_sql(*, db_password: str) -> str:
+    """SQL that gives slurmdbd its database and user (idempotent)."""
+    pw = db_password.replace("\\", "\\\\").replace("'", "\\'")
+    stmts = [f"CREATE DATABASE IF NOT EXISTS {DB_NAME}"]
+    for host in ("localhost", "127.0.0.1"):
+        stmts += [f"CREATE USER IF NOT EXISTS '{DB_USER}'@'{host}' IDENTIFIED BY '{pw}'",
+                  f"ALTER USER '{DB_USER}'@'{host}' IDENTIFIED BY '{pw}'",
+                  f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'{host}'"]
+    return ";\n".join(stmts) + ";\n"

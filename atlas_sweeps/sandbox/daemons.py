@@ -1,0 +1,173 @@
+"""Processes by pid: find ours, tell alive from stale, check ports, stop with TERM then KILL.
+
+"Ours" means a process whose command line names a path inside the sandbox directory, so a system Slurm,
+MariaDB or sshd on the same machine is never touched."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+_PROC = Path("/proc")
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in a pid file, or None when the file is missing or holds no number."""
+    try:
+        text = path.read_text().strip()
+    except (FileNotFoundError, PermissionError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = (_PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def pid_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def cmdline(pid: int) -> str:
+    """The process's command line, arguments joined with spaces ('' when gone)."""
+    try:
+        raw = (_PROC / str(pid) / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def exe_name(pid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(_PROC / str(pid) / "exe"))
+    except OSError:
+        return ""
+
+
+def all_pids() -> list[int]:
+    return [int(p.name) for p in _PROC.iterdir() if p.name.isdigit()]
+
+
+def find_processes(*, exe: str, marker: str) -> list[int]:
+    """Live processes running binary ``exe`` whose command line contains ``marker`` (a sandbox path)."""
+    found = []
+    for pid in all_pids():
+        if pid == os.getpid():
+            continue
+        if exe_name(pid) == exe and marker in cmdline(pid) and pid_alive(pid):
+            found.append(pid)
+    return sorted(found)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for p in all_pids():
+        ppid = parent_pid(p)
+        if ppid is not None:
+            children.setdefault(ppid, []).append(p)
+    out: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(children.get(p, []))
+    return out
+
+
+def port_open(port: int, *, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def unix_socket_open(path: Path, *, timeout: float = 0.5) -> bool:
+    """True when something accepts connections on the Unix socket at ``path``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+_SS_USERS = re.compile(r'\("([^"]+)",pid=(\d+)')
+
+
+def parse_ss_processes(output: str) -> list[tuple[str, int]]:
+    """(name, pid) pairs from the ``users:(("sshd",pid=12,fd=3),...)`` columns of ``ss -p`` output."""
+    return [(m.group(1), int(m.group(2))) for m in _SS_USERS.finditer(output)]
+
+
+def port_listeners(port: int) -> list[tuple[str, int]]:
+    """Which processes listen on TCP ``port`` (name, pid), from ``ss``; empty when unknown."""
+    try:
+        proc = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True,
+                              timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_ss_processes(proc.stdout)
+
+
+def established_on_port(port: int) -> list[tuple[str, int]]:
+    """Processes holding an established TCP connection whose local port is ``port`` (sshd's sessions)."""
+    try:
+        proc = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+                              capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_ss_processes(proc.stdout)
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def stop_pids(pids: Iterable[int], *, timeout: float = 10.0) -> list[int]:
+    """Send TERM to each pid, wait up to ``timeout`` s, then KILL the survivors. Returns the pids signalled."""
+    targets = [p for p in dict.fromkeys(pids) if p > 1 and pid_alive(p)]
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if not wait_until(lambda: not any(pid_alive(p) for p in targets), timeout=timeout):
+        for pid in targets:
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        wait_until(lambda: not any(pid_alive(p) for p in targets), timeout=5)
+    return targets
