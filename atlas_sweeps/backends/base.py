@@ -1,0 +1,47 @@
+"""The ``SweepBackend`` seam and its value objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.plan import PlannedSweep
+
+
+@dataclass(frozen=True)
+class CreatedSweep:
+    """A sweep that exists: its id at the backend and, for W&B, its web page."""
+
+    sweep_id: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobCommand:
+    """What one sweep's job array runs: ``tasks`` array tasks, at most ``throttle`` at once, each running
+    ``preamble`` then ``command`` (already shell-quoted) in the snapshot; ``files`` (remote path → bytes)
+    are written before submission."""
+
+    tasks: int
+    throttle: int
+    preamble: tuple[str, ...]
+    command: str
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class SweepBackend(Protocol):
+    """Creates sweeps and says what their jobs run."""
+
+    name: str
+
+    def preflight(self, *, entity: str | None, project: str) -> None:
+        """Check credentials and reachability before anything is created; raise a clear error."""
+
+    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
+        """Create the sweep (or, on resume, nothing: callers pass recorded ids back instead)."""
+
+    def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
+            wrap: str | None) -> JobCommand:
+        """The job array that works through ``sweep``."""

@@ -1,0 +1,44 @@
+"""The embedded ``local`` backend: no service. Runs were expanded at planning time; each becomes one array
+task that reads its argument list from a NUL-separated file and ``exec``s it, so no shell re-parses a value
+and the task's exit code is the program's. Runs log to W&B offline (``atlas-sweeps sync`` uploads them)."""
+
+from __future__ import annotations
+
+import shlex
+
+from atlas_sweeps.backends.base import CreatedSweep, JobCommand
+from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.plan import PlannedSweep
+
+
+def encode_argv(argv: tuple[str, ...]) -> bytes:
+    """An argument list as the NUL-terminated bytes ``mapfile -d ''`` reads back verbatim."""
+    for arg in argv:
+        if "\0" in arg:
+            raise ValueError(f"argument contains a NUL byte: {arg!r}")
+    return b"".join(arg.encode() + b"\0" for arg in argv)
+
+
+class LocalBackend:
+    """Sweeps are Slurm job arrays; the sweep id is ``<launch>/<sweep name>``."""
+
+    name = "local"
+
+    def preflight(self, *, entity: str | None, project: str) -> None:
+        return None
+
+    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
+        return CreatedSweep(sweep_id=f"{launch_id}/{sweep.name}")
+
+    def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
+            wrap: str | None) -> JobCommand:
+        args_dir = layout.args_dir(sweep.name)
+        files = {f"{args_dir}/{i}.args": encode_argv(argv) for i, argv in enumerate(sweep.run_argv)}
+        preamble = (
+            'task=$(( ${ATLAS_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID ))',
+            f"mapfile -d '' -t argv < {shlex.quote(args_dir)}/\"$task\".args",
+            'echo "atlas-sweeps: run $task: ${argv[*]}" >&2',
+        )
+        command = f'{wrap} "${{argv[@]}}"' if wrap else '"${argv[@]}"'
+        return JobCommand(tasks=sweep.runs, throttle=max(1, sweep.jobs), preamble=preamble, command=command,
+                          files=files)

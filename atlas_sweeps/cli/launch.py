@@ -1,0 +1,121 @@
+"""``atlas-sweeps launch``: the thin command around atlas_sweeps.launch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from atlas_sweeps.errors import UsageError
+
+
+def password_prompt(prompt: str) -> str:
+    """Ask on the terminal (for clusters that want a password or a one-time code after the key)."""
+    import getpass
+
+    return getpass.getpass(prompt.strip() + " " if prompt.strip() else "Password: ")
+
+
+def remote_factory(*, accept_new_host_key: bool) -> Callable:
+    """Opens the one session of this invocation for a profile."""
+
+    def factory(profile):  # type: ignore[no-untyped-def]
+        from atlas_sweeps.remote import open_remote
+
+        return open_remote(profile, accept_new_host_key=accept_new_host_key, password_prompt=password_prompt)
+
+    return factory
+
+
+@click.command()
+@click.argument("config", required=False)
+@click.option("-c", "--cluster", metavar="NAME", help="Cluster profile to use (default: the only one, or default_cluster).")
+@click.option("-n", "--nodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs per sweep: array tasks running at once (local) or agents (wandb). Never sbatch --nodes.")
+@click.option("--backend", type=click.Choice(["wandb", "local"]),
+              help="Sweep backend (default: the profile's, else wandb when credentials are found, else local).")
+@click.option("--test-time", type=float, default=1.0, show_default=True, metavar="HOURS",
+              help="Hours one run takes, for the compute estimate.")
+@click.option("--count", type=click.IntRange(min=1), help="Runs of a random sweep without run_cap.")
+@click.option("--tags-param", metavar="NAME",
+              help="Also pass the tags to the program as a parameter, e.g. --tags-param _tags (the original's --_tags).")
+@click.option("--project", help="W&B project (default: the sweep file's, the profile's, or this directory's name).")
+@click.option("--entity", help="W&B entity (default: the sweep file's, the profile's, or $WANDB_ENTITY).")
+@click.option("--partition", help="Override the profile's Slurm partition.")
+@click.option("--time", "time_limit", metavar="D-HH:MM:SS", help="Override the profile's job time limit.")
+@click.option("--gpus", type=click.IntRange(min=0), help="Override the profile's GPUs per job.")
+@click.option("--template", type=click.Path(dir_okay=False), help="sbatch template to use instead of the profile's.")
+@click.option("--dry-run", is_flag=True, help="Show the sweeps, scripts and sbatch calls; contact nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--resume", metavar="LAUNCH", help="Finish a launch that was cut short; submits nothing twice.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record the login node's host key if it is unknown (never a changed one).")
+def launch(config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
+           count: int | None, tags_param: str | None, project: str | None, entity: str | None,
+           partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
+           dry_run: bool, as_json: bool, resume: str | None, accept_new_host_key: bool) -> None:
+    """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
+    the cluster and submit the jobs, recording everything locally.
+
+    \b
+    atlas-sweeps launch composite_grid.yml --nodes 8 --cluster mycluster
+    atlas-sweeps launch composite_grid --dry-run
+    atlas-sweeps launch --resume k3x9q2
+    """
+    from atlas_sweeps import console
+    from atlas_sweeps.launch import LaunchOptions, Launcher, prepare, prepare_all
+    from atlas_sweeps.state import StateDB
+
+    cwd = Path.cwd()
+    if resume:
+        if config or dry_run:
+            raise UsageError("--resume takes no sweep file and no --dry-run",
+                             hint="the recorded file and options are reused")
+        launcher = Launcher(db=StateDB.open_default(),
+                            remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
+                            on_step=lambda msg: console.err().log(msg))
+        _finish(launcher.resume(resume, cwd=cwd), as_json=as_json)
+        return
+    if not config:
+        raise UsageError("missing the sweep file", hint="atlas-sweeps launch CONFIG.yml (see --help)")
+    overrides = {"slurm_partition": partition, "slurm_time": time_limit, "slurm_gpus": gpus, "template": template}
+    options = LaunchOptions(config=config, cluster=cluster, nodes=nodes, backend=backend, test_time=test_time,
+                            count=count, tags_param=tags_param, project=project, entity=entity,
+                            overrides={k: v for k, v in overrides.items() if v is not None})
+    prepared = prepare(options, cwd=cwd, dry_run=dry_run)
+    if prepared.backend_notice and not as_json:
+        console.err().print(f"[yellow]note:[/] {prepared.backend_notice}")
+    if dry_run:
+        from atlas_sweeps.backends import make_backend
+        from atlas_sweeps.launch_view import dry_run_document, print_dry_run
+
+        sweeps = prepare_all(prepared, launch_id="DRYRUN", root=prepared.profile.remote_dir,
+                             backend=make_backend("local") if prepared.backend == "local" else _dry_wandb(),
+                             created={}, max_array_size=1001)
+        if as_json:
+            click.echo(json.dumps(dry_run_document(prepared, sweeps), indent=2))
+        else:
+            print_dry_run(console.out(), prepared, sweeps)
+        return
+    launcher = Launcher(db=StateDB.open_default(),
+                        remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
+                        on_step=lambda msg: console.err().log(msg))
+    _finish(launcher.launch(prepared), as_json=as_json)
+
+
+def _dry_wandb():  # type: ignore[no-untyped-def]
+    from atlas_sweeps.backends import make_backend
+
+    return make_backend("wandb", dry_run=True)
+
+
+def _finish(result, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from atlas_sweeps import console
+    from atlas_sweeps.launch_view import print_result, result_document
+
+    if as_json:
+        click.echo(json.dumps(result_document(result), indent=2))
+    else:
+        print_result(console.out(), result)

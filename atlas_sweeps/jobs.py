@@ -1,0 +1,81 @@
+"""Turning a plan into job scripts and ``sbatch`` calls (pure): one rendered script per sweep, the files
+its tasks read, and one submission per array chunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from atlas_sweeps.backends.base import CreatedSweep, SweepBackend
+from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.plan import PlannedSweep
+from atlas_sweeps.profile import Profile
+from atlas_sweeps.render import ScriptContext, Template, render_script
+from atlas_sweeps.sbatch import Submission, split_array
+
+
+@dataclass(frozen=True)
+class PreparedSweep:
+    """A sweep ready to submit: its script, the files to write, and its ``sbatch`` calls."""
+
+    planned: PlannedSweep
+    created: CreatedSweep
+    script_path: str
+    script_text: str
+    files: dict[str, bytes]
+    submissions: tuple[Submission, ...]
+    log_dir: str
+
+    @property
+    def name(self) -> str:
+        return self.planned.name
+
+
+def job_name(launch_id: str, sweep: str, chunk: int, chunks: int) -> str:
+    """``atlas-<launch>-<sweep>``; squeue and sacct find a launch's jobs by it."""
+    base = f"atlas-{launch_id}-{sweep}"
+    return base if chunks == 1 else f"{base}-c{chunk}"
+
+
+def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, backend: str, launch_id: str,
+            project: str, entity: str | None) -> dict[str, str]:
+    """The environment every task of ``sweep`` gets: tags and group reach runs without program changes."""
+    env = {
+        "ATLAS_LAUNCH": launch_id,
+        "ATLAS_SWEEP": sweep.name,
+        "WANDB_TAGS": ",".join(sweep.spec.tags),
+        "WANDB_RUN_GROUP": sweep.name,
+        "WANDB_PROJECT": project,
+        "WANDB_DIR": layout.wandb_dir(sweep.name),
+    }
+    if entity:
+        env["WANDB_ENTITY"] = entity
+    if profile.wandb_base_url:
+        env["WANDB_BASE_URL"] = profile.wandb_base_url
+    if backend == "local" and not profile.wandb_online:
+        env["WANDB_MODE"] = "offline"
+    return env
+
+
+def prepare_sweep(sweep: PlannedSweep, created: CreatedSweep, *, backend: SweepBackend, profile: Profile,
+                  layout: LaunchLayout, template: Template, launch_id: str, project: str,
+                  entity: str | None, max_array_size: int) -> PreparedSweep:
+    """Render ``sweep``'s script and cut its job array into submissions."""
+    job = backend.job(sweep, created, layout=layout, wrap=profile.wrap)
+    env = job_env(sweep, layout=layout, profile=profile, backend=backend.name, launch_id=launch_id,
+                  project=project, entity=entity) | job.env
+    context = ScriptContext(
+        launch_id=launch_id, sweep_name=sweep.name, backend=backend.name,
+        directives=tuple(profile.slurm.directives()), setup=profile.setup, env=env,
+        snapshot=layout.snapshot, run_preamble=job.preamble, run_command=job.command,
+    )
+    script_path = layout.script(sweep.name)
+    chunks = split_array(job.tasks, max_array_size=max_array_size, throttle=job.throttle)
+    submissions = tuple(
+        Submission(key=f"{sweep.name}#{c.index}", job_name=job_name(launch_id, sweep.name, c.index, len(chunks)),
+                   script_path=script_path, chunk=c, output=layout.log_pattern(sweep.name, "out"),
+                   error=layout.log_pattern(sweep.name, "err"), chdir=layout.snapshot)
+        for c in chunks
+    )
+    return PreparedSweep(planned=sweep, created=created, script_path=script_path,
+                         script_text=render_script(template, context), files=dict(job.files),
+                         submissions=submissions, log_dir=layout.log_dir(sweep.name))

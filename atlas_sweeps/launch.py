@@ -1,0 +1,359 @@
+"""``launch``: composite file → plan → preflight → code snapshot → sweeps → scripts → ``sbatch``, with every
+step recorded in the state database as it happens, so a launch cut short can be finished by ``--resume``.
+
+Order matters: everything that can fail is checked (config, profile, template, one preflight call) before
+a sweep is created, and sweep ids and job ids are written down the moment they exist."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
+from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config_path
+from atlas_sweeps.errors import RemoteError, UsageError
+from atlas_sweeps.jobs import PreparedSweep, job_name, prepare_sweep
+from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.plan import Plan, build_plan
+from atlas_sweeps.preflight import PreflightReport, parse_preflight, preflight_script
+from atlas_sweeps.profile import Profile, load_profile
+from atlas_sweeps.remote import Remote
+from atlas_sweeps.render import Template, load_template
+from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE
+from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord
+from atlas_sweeps.submit import parse_submit_line, submit_script
+
+_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+# Launch statuses, in the order a launch goes through them.
+RECORDED, SYNCED, SUBMITTING, SUBMITTED, PARTIAL = "recorded", "synced", "submitting", "submitted", "partial"
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What the user asked for on the command line (recorded, so ``--resume`` repeats it exactly)."""
+
+    config: str
+    cluster: str | None = None
+    nodes: int = 1
+    backend: str | None = None
+    test_time: float = 1.0
+    count: int | None = None
+    tags_param: str | None = None
+    project: str | None = None
+    entity: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything known before contacting anything: the parsed file, profile, backend and plan."""
+
+    options: LaunchOptions
+    composite: CompositeFile
+    config_text: str
+    profile: Profile
+    template: Template
+    backend: str
+    backend_notice: str | None
+    project: str
+    entity: str | None
+    plan: Plan
+    code_dir: Path
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What a launch did: its record, its sweeps and their jobs."""
+
+    launch: LaunchRecord
+    sweeps: tuple[SweepRecord, ...]
+    jobs: tuple[JobRecord, ...]
+    remote_calls: int
+    snapshot_files: int | None = None
+
+
+def new_launch_id() -> str:
+    """A short id users can type: six characters, starting with a letter."""
+    first = secrets.choice(_ID_ALPHABET[:23])
+    return first + "".join(secrets.choice(_ID_ALPHABET) for _ in range(5))
+
+
+def _credentials_found(profile: Profile) -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    host = (profile.wandb_base_url or os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    host = host.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    try:
+        return f"machine {host}" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def choose_backend(requested: str | None, profile: Profile) -> tuple[str, str | None]:
+    """The backend to use and, when chosen for the user, a one-line notice saying why."""
+    if requested:
+        return requested, None
+    if profile.backend:
+        return profile.backend, None
+    if _credentials_found(profile):
+        return "wandb", None
+    return "local", ("no W&B credentials found: using the embedded local backend; runs are kept offline "
+                     "on the cluster, upload them later with 'atlas-sweeps sync'")
+
+
+def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prepared:
+    """Parse and validate everything local; nothing is contacted."""
+    path = resolve_config_path(options.config, cwd=cwd)
+    composite = load_composite(path, tags_param=options.tags_param)
+    try:
+        profile = load_profile(options.cluster, project_dir=cwd)
+    except UsageError:
+        if not dry_run or options.cluster:
+            raise
+        profile = Profile(name="(no cluster profile)")
+    profile = profile.with_overrides(**options.overrides)
+    template = load_template(profile.template, base_dir=cwd)
+    backend, notice = choose_backend(options.backend, profile)
+    first = composite.sweeps[0].config
+    project = options.project or first.get("project") or profile.wandb_project or cwd.name
+    entity = options.entity or first.get("entity") or profile.wandb_entity or os.environ.get("WANDB_ENTITY")
+    plan = build_plan(composite, backend=backend, nodes=options.nodes, test_time=options.test_time,
+                      gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
+                      interpreter=profile.interpreter)
+    return Prepared(options=options, composite=composite, config_text=path.read_text(), profile=profile,
+                    template=template, backend=backend, backend_notice=notice, project=str(project),
+                    entity=entity, plan=plan, code_dir=cwd)
+
+
+def prepare_all(prepared: Prepared, *, launch_id: str, root: str, backend: SweepBackend,
+                created: dict[str, CreatedSweep], max_array_size: int) -> list[PreparedSweep]:
+    """Render every sweep's script and submissions (pure)."""
+    layout = LaunchLayout(root=root, launch_id=launch_id)
+    return [
+        prepare_sweep(s, created.get(s.name) or CreatedSweep(sweep_id="<created at launch>"), backend=backend,
+                      profile=prepared.profile, layout=layout, template=prepared.template, launch_id=launch_id,
+                      project=prepared.project, entity=prepared.entity, max_array_size=max_array_size)
+        for s in prepared.plan.sweeps
+    ]
+
+
+class Launcher:
+    """Runs one launch (or the rest of one) against a Remote and a backend, recording as it goes."""
+
+    def __init__(self, *, db: StateDB, remote_factory: Callable[[Profile], Remote],
+                 on_step: Callable[[str], None] = lambda _msg: None,
+                 on_rsync: Callable[[str], None] | None = None) -> None:
+        self.db = db
+        self.remote_factory = remote_factory
+        self.on_step = on_step
+        self.on_rsync = on_rsync
+
+    # -- entry points ---------------------------------------------------------------------------------
+    def launch(self, prepared: Prepared) -> LaunchResult:
+        """A new launch."""
+        backend = self._backend(prepared)
+        self.on_step("checking the sweep backend")
+        backend.preflight(entity=prepared.entity, project=prepared.project)
+        launch_id = new_launch_id()
+        record = self._record(prepared, launch_id)
+        try:
+            return self._run(prepared, record, backend)
+        except BaseException:
+            current = self.db.launch(launch_id)
+            if current and current.status == RECORDED and not any(s.sweep_id for s in self.db.sweeps(launch_id)):
+                self.db.delete_launch(launch_id)  # nothing was created anywhere: leave no trace
+            raise
+
+    def resume(self, launch_id: str, *, cwd: Path) -> LaunchResult:
+        """Finish a launch that was cut short, submitting nothing twice."""
+        record = self.db.launch(launch_id)
+        if record is None:
+            raise UsageError(f"no launch '{launch_id}' in the state database",
+                             hint="'atlas-sweeps ls' lists launches")
+        if record.status == SUBMITTED:
+            raise UsageError(f"launch {launch_id} was submitted completely; nothing to resume",
+                             hint=f"'atlas-sweeps status --launch {launch_id}' shows its jobs")
+        prepared = _prepare_recorded(record, cwd=cwd)
+        return self._run(prepared, record, self._backend(prepared))
+
+    # -- the steps ----------------------------------------------------------------------------------
+    def _backend(self, prepared: Prepared) -> SweepBackend:
+        options: dict[str, Any] = {}
+        if prepared.backend == "wandb":
+            options = {"base_url": prepared.profile.wandb_base_url}
+        return make_backend(prepared.backend, **options)
+
+    def _record(self, prepared: Prepared, launch_id: str) -> LaunchRecord:
+        from atlas_sweeps.remote.snapshot import git_info
+
+        git = git_info(prepared.code_dir)
+        opts = prepared.options
+        record = LaunchRecord(
+            id=launch_id, created=time.time(), config_path=str(prepared.composite.path),
+            config_text=prepared.config_text, cluster=prepared.profile.name, backend=prepared.backend,
+            nodes=opts.nodes, remote_dir=prepared.profile.remote_dir, snapshot="", status=RECORDED,
+            total_runs=prepared.plan.total_runs, total_hours=prepared.plan.total_hours,
+            git_commit=git.commit, git_branch=git.branch, git_dirty=git.dirty,
+            options={"cluster": prepared.profile.name, "nodes": opts.nodes, "backend": prepared.backend,
+                     "test_time": opts.test_time, "count": opts.count, "tags_param": opts.tags_param,
+                     "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
+                     "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name},
+        )
+        self.db.add_launch(record)
+        for s in prepared.plan.sweeps:
+            self.db.add_sweep(SweepRecord(launch_id=launch_id, name=s.name, tags=s.spec.tags, runs=s.runs,
+                                          jobs=s.jobs, config=s.spec.config, log_dir=""))
+        return record
+
+    def _run(self, prepared: Prepared, record: LaunchRecord, backend: SweepBackend) -> LaunchResult:
+        launch_id = record.id
+        self.on_step(f"connecting to {prepared.profile.name}")
+        remote = self.remote_factory(prepared.profile)
+        try:
+            report = self._preflight(prepared, remote, launch_id=launch_id, backend=backend,
+                                     resuming=record.status != RECORDED)
+            layout = LaunchLayout(root=report.root, launch_id=launch_id)
+            files = None
+            if record.status == RECORDED:
+                files = self._sync(prepared, remote, layout=layout, launch_id=launch_id)
+                self.db.update_launch(launch_id, status=SYNCED, snapshot=layout.snapshot, remote_dir=report.root)
+            created = self._create_sweeps(prepared, backend, launch_id=launch_id, layout=layout)
+            sweeps = prepare_all(prepared, launch_id=launch_id, root=report.root, backend=backend,
+                                 created=created, max_array_size=report.max_array_size)
+            self._submit(sweeps, remote, layout=layout, launch_id=launch_id, existing=report.existing_jobs)
+            calls = remote.calls
+        finally:
+            remote.close()
+        self.db.update_launch(launch_id, status=SUBMITTED)
+        final = self.db.launch(launch_id)
+        assert final is not None
+        return LaunchResult(launch=final, sweeps=tuple(self.db.sweeps(launch_id)),
+                            jobs=tuple(self.db.jobs(launch_id)), remote_calls=calls, snapshot_files=files)
+
+    def _preflight(self, prepared: Prepared, remote: Remote, *, launch_id: str, backend: SweepBackend,
+                   resuming: bool) -> PreflightReport:
+        self.on_step("preflight on the login node")
+        probe = prepare_all(prepared, launch_id=launch_id, root=prepared.profile.remote_dir, backend=backend,
+                            created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE)[0]
+        names: tuple[str, ...] = ()
+        if resuming:
+            names = tuple(n for s in prepared.plan.sweeps for n in _possible_job_names(launch_id, s.name, s.runs))
+        need = prepared.profile.interpreter if prepared.backend == "local" else "wandb"
+        script = preflight_script(remote_dir=prepared.profile.remote_dir, setup=prepared.profile.setup,
+                                  interpreter=prepared.profile.interpreter, need=need,
+                                  test_script=probe.script_text, job_names=names)
+        result = remote.run_script(script, timeout=120)
+        report = parse_preflight(result.stdout)
+        if report.problems:
+            detail = "; ".join(report.problems)
+            raise RemoteError(f"preflight on cluster '{prepared.profile.name}' failed: {detail}",
+                              hint="fix the profile (setup lines, slurm options, remote_dir) and launch again; "
+                                   "nothing was created")
+        return report
+
+    def _sync(self, prepared: Prepared, remote: Remote, *, layout: LaunchLayout, launch_id: str) -> int:
+        from atlas_sweeps.remote.snapshot import sync_snapshot
+
+        self.on_step(f"syncing code from {prepared.code_dir}")
+        previous = self._previous_snapshot(prepared.profile.name, launch_id)
+        result = sync_snapshot(remote, local_dir=prepared.code_dir, remote_root=layout.root,
+                               snapshot_name=launch_id, previous=previous,
+                               excludes=list(prepared.profile.excludes), on_progress=self.on_rsync)
+        return result.files_transferred
+
+    def _previous_snapshot(self, cluster: str, launch_id: str) -> str | None:
+        for rec in self.db.launches(limit=50):
+            if rec.id != launch_id and rec.cluster == cluster and rec.snapshot:
+                return rec.id
+        return None
+
+    def _create_sweeps(self, prepared: Prepared, backend: SweepBackend, *, launch_id: str,
+                       layout: LaunchLayout) -> dict[str, CreatedSweep]:
+        recorded = {s.name: s for s in self.db.sweeps(launch_id)}
+        created: dict[str, CreatedSweep] = {}
+        for sweep in prepared.plan.sweeps:
+            rec = recorded.get(sweep.name)
+            if rec is not None and rec.sweep_id:
+                created[sweep.name] = CreatedSweep(sweep_id=rec.sweep_id, url=rec.url)
+                continue
+            self.on_step(f"creating sweep {sweep.name}")
+            made = backend.create(sweep, launch_id=launch_id, entity=prepared.entity, project=prepared.project)
+            self.db.set_sweep_id(launch_id, sweep.name, sweep_id=made.sweep_id, url=made.url,
+                                 log_dir=layout.log_dir(sweep.name))
+            created[sweep.name] = made
+        return created
+
+    def _submit(self, sweeps: list[PreparedSweep], remote: Remote, *, layout: LaunchLayout, launch_id: str,
+                existing: dict[str, str]) -> None:
+        by_key = {sub.key: (sweep, sub) for sweep in sweeps for sub in sweep.submissions}
+        done = {(j.sweep_name, j.chunk) for j in self.db.jobs(launch_id)}
+        skip = set()
+        for key, (sweep, sub) in by_key.items():
+            if (sweep.name, sub.chunk.index) in done:
+                skip.add(key)
+            elif sub.job_name in existing:  # submitted, but the answer was lost: adopt it
+                self._record_job(launch_id, sweep, sub, existing[sub.job_name])
+                skip.add(key)
+        if len(skip) == len(by_key):
+            return
+        self.db.update_launch(launch_id, status=SUBMITTING)
+        self.on_step(f"submitting {len(by_key) - len(skip)} job array(s)")
+        failures: list[str] = []
+
+        def on_line(line: str) -> None:
+            event = parse_submit_line(line)
+            if event is None:
+                return
+            sweep, sub = by_key[event.key]
+            if event.job_id:
+                self._record_job(launch_id, sweep, sub, event.job_id)
+            else:
+                failures.append(f"sbatch failed for {sweep.name}: {event.error}")
+
+        script = submit_script(sweeps, root=layout.root, skip=frozenset(skip),
+                               extra_dirs=tuple(layout.wandb_dir(s.name) for s in sweeps))
+        code = remote.stream_script(script, on_stdout=on_line)
+        submitted = {(j.sweep_name, j.chunk) for j in self.db.jobs(launch_id)}
+        if failures or len(submitted) < len(by_key):
+            self.db.update_launch(launch_id, status=PARTIAL)
+            reason = failures[0] if failures else f"the submit script ended with exit code {code}"
+            raise RemoteError(f"launch {launch_id} is incomplete: {reason}; "
+                              f"{len(submitted)} of {len(by_key)} job arrays were submitted and recorded",
+                              hint=f"fix the cause, then 'atlas-sweeps launch --resume {launch_id}' "
+                                   "submits the rest")
+
+    def _record_job(self, launch_id: str, sweep: PreparedSweep, sub: Any, job_id: str) -> None:
+        self.db.add_job(JobRecord(
+            launch_id=launch_id, sweep_name=sweep.name, chunk=sub.chunk.index, job_id=job_id,
+            job_name=sub.job_name, array_spec=sub.chunk.array_spec, task_offset=sub.chunk.offset,
+            task_count=sub.chunk.count, output=sub.output, error=sub.error, script=sweep.script_path,
+            submitted=time.time()))
+
+
+def _possible_job_names(launch_id: str, sweep: str, runs: int) -> list[str]:
+    """Every name a sweep's job arrays may carry (one array, or chunks of one), for the resume lookup."""
+    chunks = max(2, -(-runs // 1000) + 1)
+    return [job_name(launch_id, sweep, 0, 1)] + [job_name(launch_id, sweep, i, chunks) for i in range(chunks)]
+
+
+def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
+    """Rebuild a launch's plan from the recorded file text and options (the file may have changed since)."""
+    opts = record.options
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / str(opts.get("config_name") or Path(record.config_path).name)
+        path.write_text(record.config_text)
+        options = LaunchOptions(config=str(path), cluster=opts["cluster"], nodes=opts["nodes"],
+                                backend=opts["backend"], test_time=opts["test_time"], count=opts["count"],
+                                tags_param=opts["tags_param"], project=opts["project"], entity=opts["entity"],
+                                overrides=opts.get("overrides") or {})
+        code_dir = Path(opts.get("code_dir") or cwd)
+        prepared = prepare(options, cwd=code_dir)
+    return replace(prepared, composite=replace(prepared.composite, path=Path(record.config_path)))

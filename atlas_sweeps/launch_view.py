@@ -1,0 +1,120 @@
+"""What ``launch`` prints: the dry run and the final summary, for people (rich) and for scripts (JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from atlas_sweeps.jobs import PreparedSweep
+from atlas_sweeps.launch import LaunchResult, Prepared
+
+
+def hours_text(hours: float) -> str:
+    """``6`` rather than ``6.0``, as the original printed it."""
+    return f"{hours:g}"
+
+
+def totals_lines(runs: int, hours: float) -> list[str]:
+    return [f"num runs: {runs}", f"total gpu hours: {hours_text(hours)}"]
+
+
+def dry_run_document(prepared: Prepared, sweeps: list[PreparedSweep]) -> dict[str, Any]:
+    """The dry run as one JSON-ready document."""
+    return {
+        "config": str(prepared.composite.path),
+        "cluster": prepared.profile.name,
+        "backend": prepared.backend,
+        "project": prepared.project,
+        "entity": prepared.entity,
+        "nodes": prepared.plan.nodes,
+        "sweeps": [
+            {
+                "name": s.name,
+                "tags": list(s.planned.spec.tags),
+                "runs": s.planned.runs,
+                "jobs": s.planned.jobs,
+                "gpu_hours": s.planned.hours,
+                "sweep_config": s.planned.spec.config,
+                "run_args": [list(argv) for argv in s.planned.run_argv],
+                "sbatch_script_path": s.script_path,
+                "sbatch_script": s.script_text,
+                "sbatch_commands": [sub.command() for sub in s.submissions],
+            }
+            for s in sweeps
+        ],
+        "totals": {"runs": prepared.plan.total_runs, "gpu_hours": prepared.plan.total_hours},
+    }
+
+
+def _code(console: Console, text: str, lexer: str) -> None:
+    """Highlighted on a terminal; verbatim (never cropped) in a pipe."""
+    if console.is_terminal and not console.no_color:
+        console.print(Syntax(text, lexer, theme="ansi_dark", word_wrap=True))
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
+def print_dry_run(console: Console, prepared: Prepared, sweeps: list[PreparedSweep]) -> None:
+    """Every sweep's config and script, then the totals; nothing was contacted."""
+    console.print(f"[bold]dry run[/]: {prepared.composite.path} on cluster [cyan]{prepared.profile.name}[/] "
+                  f"with the [cyan]{prepared.backend}[/] backend, {prepared.plan.nodes} job(s) per sweep")
+    if prepared.profile.remote_dir.startswith("~") or not prepared.profile.remote_dir.startswith("/"):
+        console.print(f"[dim]remote paths are shown under {prepared.profile.remote_dir}; they are made absolute "
+                      "on the login node at launch[/]")
+    for s in sweeps:
+        console.rule(f"[bold]{s.name}[/]  tags: {', '.join(s.planned.spec.tags) or '-'}  runs: {s.planned.runs}  "
+                     f"jobs: {s.planned.jobs}  gpu hours: {hours_text(s.planned.hours)}", align="left")
+        config = yaml.safe_dump(s.planned.spec.config, sort_keys=False).rstrip()
+        console.print("[dim]# sweep configuration[/]")
+        _code(console, config, "yaml")
+        console.print(f"[dim]# sbatch script {s.script_path}[/]")
+        _code(console, s.script_text.rstrip(), "bash")
+        console.print("[dim]# submitted with[/]")
+        for sub in s.submissions:
+            console.print(sub.command(), highlight=False)
+    console.rule()
+    for line in totals_lines(prepared.plan.total_runs, prepared.plan.total_hours):
+        console.print(line)
+    console.print("[dim]nothing was contacted or created; drop --dry-run to launch[/]")
+
+
+def result_document(result: LaunchResult) -> dict[str, Any]:
+    """The launch as one JSON-ready document."""
+    jobs_by_sweep: dict[str, list[dict[str, Any]]] = {}
+    for job in result.jobs:
+        jobs_by_sweep.setdefault(job.sweep_name, []).append(
+            {"job_id": job.job_id, "job_name": job.job_name, "array": job.array_spec,
+             "task_offset": job.task_offset, "output": job.output, "error": job.error, "script": job.script})
+    launch = result.launch
+    return {
+        "launch": launch.id, "cluster": launch.cluster, "backend": launch.backend, "status": launch.status,
+        "snapshot": launch.snapshot, "git": {"commit": launch.git_commit, "branch": launch.git_branch,
+                                             "dirty": launch.git_dirty},
+        "sweeps": [{"name": s.name, "tags": list(s.tags), "sweep_id": s.sweep_id, "url": s.url, "runs": s.runs,
+                    "log_dir": s.log_dir, "jobs": jobs_by_sweep.get(s.name, [])} for s in result.sweeps],
+        "totals": {"runs": launch.total_runs, "gpu_hours": launch.total_hours},
+        "remote_calls": result.remote_calls,
+    }
+
+
+def print_result(console: Console, result: LaunchResult) -> None:
+    """The table of sweeps, the totals and the next commands to type."""
+    launch = result.launch
+    table = Table(title=f"launch {launch.id} on {launch.cluster} ({launch.backend} backend)", title_justify="left")
+    for col in ("sweep", "tags", "runs", "job ids", "logs / sweep"):
+        table.add_column(col, overflow="fold")
+    jobs: dict[str, list[str]] = {}
+    for job in result.jobs:
+        jobs.setdefault(job.sweep_name, []).append(f"{job.job_id}[{job.array_spec}]")
+    for s in result.sweeps:
+        table.add_row(s.name, ",".join(s.tags), str(s.runs), " ".join(jobs.get(s.name, [])), s.url or s.log_dir)
+    console.print(table)
+    for line in totals_lines(launch.total_runs, launch.total_hours):
+        console.print(line)
+    first = result.jobs[0].job_id + "_0" if result.jobs else "JOBID"
+    console.print(f"next: [bold]atlas-sweeps status --launch {launch.id}[/]   "
+                  f"[bold]atlas-sweeps tail {first}[/]")

@@ -1,0 +1,55 @@
+"""Where a launch's files live on the cluster (pure). Everything sits under the profile's remote directory:
+
+    snapshots/<launch>/            the code, read-only (hard links to the previous snapshot where unchanged)
+    launches/<launch>/<sweep>/     job.sbatch and, for the local backend, runs/<task>.args
+    logs/<launch>/<sweep>/         %A_%a.out and %A_%a.err
+    wandb/<launch>/<sweep>/        WANDB_DIR: run files stay outside the shared snapshot
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LaunchLayout:
+    """Remote paths of one launch; ``root`` is absolute once the preflight resolved ``~`` (Slurm does not)."""
+
+    root: str
+    launch_id: str
+
+    @property
+    def snapshots(self) -> str:
+        return f"{self.root}/snapshots"
+
+    @property
+    def snapshot(self) -> str:
+        return f"{self.snapshots}/{self.launch_id}"
+
+    @property
+    def launch_dir(self) -> str:
+        return f"{self.root}/launches/{self.launch_id}"
+
+    def sweep_dir(self, sweep: str) -> str:
+        return f"{self.launch_dir}/{sweep}"
+
+    def script(self, sweep: str) -> str:
+        return f"{self.sweep_dir(sweep)}/job.sbatch"
+
+    def args_dir(self, sweep: str) -> str:
+        return f"{self.sweep_dir(sweep)}/runs"
+
+    def log_dir(self, sweep: str) -> str:
+        return f"{self.root}/logs/{self.launch_id}/{sweep}"
+
+    def wandb_dir(self, sweep: str) -> str:
+        return f"{self.root}/wandb/{self.launch_id}/{sweep}"
+
+    def log_pattern(self, sweep: str, stream: str) -> str:
+        """The ``--output``/``--error`` pattern; ``%A_%a`` is the array job and task id."""
+        return f"{self.log_dir(sweep)}/%A_%a.{stream}"
+
+
+def log_path(pattern: str, *, job_id: str, task: int | None) -> str:
+    """The real file name of ``pattern`` for one array task (what Slurm writes)."""
+    return pattern.replace("%A", job_id).replace("%a", str(task if task is not None else 0)).replace("%j", job_id)

@@ -1,0 +1,70 @@
+"""The launch plan (pure): which sweeps, how many runs and jobs each, the estimated compute, and for the
+embedded ``local`` backend the exact argument list of every run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from atlas_sweeps.commandline import build_command
+from atlas_sweeps.composite import CompositeFile, SweepSpec
+from atlas_sweeps.errors import UsageError
+from atlas_sweeps.params import count_runs, expand_runs
+
+
+@dataclass(frozen=True)
+class PlannedSweep:
+    """One sweep to create: its spec, run count, job count and (local backend) each run's argv."""
+
+    spec: SweepSpec
+    runs: int
+    jobs: int
+    hours: float
+    run_argv: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything ``launch`` would create, before anything is contacted."""
+
+    config_path: Path
+    backend: str
+    nodes: int
+    test_time: float
+    gpus_per_job: int
+    sweeps: tuple[PlannedSweep, ...]
+
+    @property
+    def total_runs(self) -> int:
+        return sum(s.runs for s in self.sweeps)
+
+    @property
+    def total_hours(self) -> float:
+        return sum(s.hours for s in self.sweeps)
+
+
+def build_plan(composite: CompositeFile, *, backend: str, nodes: int, test_time: float, gpus_per_job: int,
+               count: int | None = None, interpreter: str = "python", seed: int = 0) -> Plan:
+    """Count and (for ``local``) expand every sweep; ``nodes`` is jobs per sweep unless the subtest says
+    ``_num_nodes``. The estimate is runs x test_time x GPUs per job, as the original printed it."""
+    if nodes < 1:
+        raise UsageError(f"--nodes must be at least 1, not {nodes}")
+    if test_time <= 0:
+        raise UsageError(f"--test-time must be positive hours, not {test_time}")
+    planned = []
+    for spec in composite.sweeps:
+        runs = count_runs(spec.config, count=count)
+        jobs = min(spec.num_nodes or nodes, runs) if runs else 0
+        argv: tuple[tuple[str, ...], ...] = ()
+        if backend == "local":
+            expanded = expand_runs(spec.config, count=count, seed=seed)
+            argv = tuple(tuple(build_command(spec.config, run, interpreter=interpreter)) for run in expanded)
+            runs = len(argv)
+        planned.append(PlannedSweep(spec=spec, runs=runs, jobs=jobs,
+                                    hours=runs * test_time * gpus_per_job, run_argv=argv))
+    return Plan(config_path=composite.path, backend=backend, nodes=nodes, test_time=test_time,
+                gpus_per_job=gpus_per_job, sweeps=tuple(planned))

@@ -1,0 +1,205 @@
+"""The local state database (SQLite): every launch, its sweeps and its jobs, so ``status``, ``tail`` and
+``cancel`` work from any terminal and ``launch --resume`` knows exactly what was submitted. Never holds secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS launches (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, config_path TEXT NOT NULL, config_text TEXT NOT NULL,
+    cluster TEXT NOT NULL, backend TEXT NOT NULL, nodes INTEGER NOT NULL, remote_dir TEXT NOT NULL,
+    snapshot TEXT NOT NULL, git_commit TEXT, git_branch TEXT, git_dirty INTEGER,
+    status TEXT NOT NULL, total_runs INTEGER NOT NULL, total_hours REAL NOT NULL, options TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    launch_id TEXT NOT NULL REFERENCES launches(id), name TEXT NOT NULL, tags TEXT NOT NULL,
+    sweep_id TEXT, url TEXT, runs INTEGER NOT NULL, jobs INTEGER NOT NULL, config TEXT NOT NULL,
+    log_dir TEXT NOT NULL, PRIMARY KEY (launch_id, name)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    launch_id TEXT NOT NULL REFERENCES launches(id), sweep_name TEXT NOT NULL, chunk INTEGER NOT NULL,
+    job_id TEXT NOT NULL, job_name TEXT NOT NULL, array_spec TEXT NOT NULL, task_offset INTEGER NOT NULL,
+    task_count INTEGER NOT NULL, output TEXT NOT NULL, error TEXT NOT NULL, script TEXT NOT NULL,
+    submitted REAL NOT NULL, PRIMARY KEY (launch_id, sweep_name, chunk)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id);
+"""
+
+
+def state_dir() -> Path:
+    """Where the database lives: ``$ATLAS_SWEEPS_STATE_DIR``, else ``$XDG_STATE_HOME/atlas-sweeps``."""
+    override = os.environ.get("ATLAS_SWEEPS_STATE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "atlas-sweeps"
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One ``launch`` invocation."""
+
+    id: str
+    created: float
+    config_path: str
+    config_text: str
+    cluster: str
+    backend: str
+    nodes: int
+    remote_dir: str
+    snapshot: str
+    status: str
+    total_runs: int
+    total_hours: float
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One sweep of a launch; ``sweep_id`` is set the moment the backend created it."""
+
+    launch_id: str
+    name: str
+    tags: tuple[str, ...]
+    runs: int
+    jobs: int
+    config: dict[str, Any]
+    log_dir: str
+    sweep_id: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One submitted job array (a sweep, or one chunk of a large sweep)."""
+
+    launch_id: str
+    sweep_name: str
+    chunk: int
+    job_id: str
+    job_name: str
+    array_spec: str
+    task_offset: int
+    task_count: int
+    output: str
+    error: str
+    script: str
+    submitted: float
+
+
+def _row(cls: type, row: sqlite3.Row) -> Any:
+    values = dict(row)
+    for name in ("tags",):
+        if name in values:
+            values[name] = tuple(json.loads(values[name]))
+    for name in ("config", "options"):
+        if name in values:
+            values[name] = json.loads(values[name])
+    if "git_dirty" in values and values["git_dirty"] is not None:
+        values["git_dirty"] = bool(values["git_dirty"])
+    return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+class StateDB:
+    """A thin wrapper over the SQLite file; every write commits at once, so nothing is lost on a crash."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._db = sqlite3.connect(str(path), timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open_default(cls) -> StateDB:
+        """The user's database."""
+        return cls(state_dir() / "state.db")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._db:
+            yield self._db
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes -----------------------------------------------------------------------------------
+    def add_launch(self, rec: LaunchRecord) -> None:
+        values = asdict(rec)
+        values["options"] = json.dumps(rec.options)
+        values["git_dirty"] = None if rec.git_dirty is None else int(rec.git_dirty)
+        cols = ", ".join(values)
+        with self._tx() as db:
+            db.execute(f"INSERT INTO launches ({cols}) VALUES ({', '.join('?' * len(values))})",
+                       tuple(values.values()))
+
+    def set_launch_status(self, launch_id: str, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE launches SET status = ? WHERE id = ?", (status, launch_id))
+
+    def update_launch(self, launch_id: str, **changes: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in changes)
+        with self._tx() as db:
+            db.execute(f"UPDATE launches SET {cols} WHERE id = ?", (*changes.values(), launch_id))
+
+    def add_sweep(self, rec: SweepRecord) -> None:
+        values = asdict(rec)
+        values["tags"] = json.dumps(list(rec.tags))
+        values["config"] = json.dumps(rec.config)
+        cols = ", ".join(values)
+        with self._tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO sweeps ({cols}) VALUES ({', '.join('?' * len(values))})",
+                       tuple(values.values()))
+
+    def set_sweep_id(self, launch_id: str, name: str, *, sweep_id: str, url: str | None, log_dir: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE sweeps SET sweep_id = ?, url = ?, log_dir = ? WHERE launch_id = ? AND name = ?",
+                       (sweep_id, url, log_dir, launch_id, name))
+
+    def delete_launch(self, launch_id: str) -> None:
+        """Forget a launch that created nothing anywhere."""
+        with self._tx() as db:
+            for table, col in (("jobs", "launch_id"), ("sweeps", "launch_id"), ("launches", "id")):
+                db.execute(f"DELETE FROM {table} WHERE {col} = ?", (launch_id,))
+
+    def add_job(self, rec: JobRecord) -> None:
+        values = asdict(rec)
+        cols = ", ".join(values)
+        with self._tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({', '.join('?' * len(values))})",
+                       tuple(values.values()))
+
+    # -- reads ------------------------------------------------------------------------------------
+    def launch(self, launch_id: str) -> LaunchRecord | None:
+        row = self._db.execute("SELECT * FROM launches WHERE id = ?", (launch_id,)).fetchone()
+        return _row(LaunchRecord, row) if row else None
+
+    def launches(self, *, limit: int | None = None) -> list[LaunchRecord]:
+        """Launches, newest first."""
+        sql = "SELECT * FROM launches ORDER BY created DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return [_row(LaunchRecord, r) for r in self._db.execute(sql)]
+
+    def sweeps(self, launch_id: str) -> list[SweepRecord]:
+        rows = self._db.execute("SELECT * FROM sweeps WHERE launch_id = ? ORDER BY rowid", (launch_id,))
+        return [_row(SweepRecord, r) for r in rows]
+
+    def jobs(self, launch_id: str) -> list[JobRecord]:
+        rows = self._db.execute("SELECT * FROM jobs WHERE launch_id = ? ORDER BY rowid", (launch_id,))
+        return [_row(JobRecord, r) for r in rows]
+
+    def job_by_id(self, job_id: str) -> JobRecord | None:
+        """The job array whose id is ``job_id`` (the part before ``_`` of an array task id)."""
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ? ORDER BY submitted DESC LIMIT 1",
+                               (job_id.split("_", 1)[0],)).fetchone()
+        return _row(JobRecord, row) if row else None
