@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.params import DISTRIBUTIONS, PARAM_KEYS
+from atlas_sweeps.params import DISTRIBUTIONS, PARAM_KEYS, count_runs, expand_runs, iter_params, param_kind
 from atlas_sweeps.yamlfile import LineMap, load_yaml
 
 # W&B's sweep config schema (sweeps/config/schema.json, top level) plus our private keys.
@@ -185,6 +185,20 @@ def _check_top(ck: _Checker, data: dict[str, Any]) -> None:
         raise ck.fail("no `program` to run", (), hint="add program: main.py (the script W&B's agent runs)")
 
 
+def _check_runs(path: Path, line: int, config: dict[str, Any]) -> None:
+    """Surface what counting/expanding would reject (grid over a distribution, min > max) at file:line."""
+    try:
+        if config["method"] == "grid":
+            count_runs(config)
+        elif config["method"] == "random":
+            expand_runs(config, count=1)
+        else:
+            for name, cfg in iter_params(config["parameters"]):
+                param_kind(cfg, name=".".join(name))
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=str(path), line=line, hint=exc.hint) from None
+
+
 def _safe(text: str) -> str:
     return _UNSAFE.sub("_", text)
 
@@ -260,7 +274,7 @@ def load_composite(path: Path, *, tags_param: str | None = None) -> CompositeFil
                           hint='add at least one subtest: subtests: {"tag1,tag2": {hp1: [1, 2]}}')
         seen: dict[frozenset[str], str] = {}
         for key, sub in subtests_raw.items():
-            here = at + (key,)
+            here = at + (str(key),)
             tags = tuple(t.strip() for t in str(key).split(","))
             if any(not t for t in tags):
                 raise ck.fail(f"subtest {str(key)!r} has an empty tag", here,
@@ -297,6 +311,8 @@ def load_composite(path: Path, *, tags_param: str | None = None) -> CompositeFil
         if clashing.intersection(group):
             names[i] = f"{names[i]}-{_short_hash(entries[i][0])}"
     top = {k: v for k, v in data.items() if k not in PRIVATE_KEYS}
+    for entry in entries:
+        _check_runs(path, entry[4], {**top, "parameters": entry[1]})
     sweeps: list[SweepSpec] = []
     for name, (tags, params, nodes, trials, line) in zip(names, entries, strict=True):
         if tags_param is not None:

@@ -342,3 +342,18 @@ def test_missing_and_ambiguous_paths(tmp_path: Path) -> None:
         resolve_config_path("both", cwd=tmp_path)
     with pytest.raises(ConfigError, match="directory"):
         resolve_config_path(".", cwd=tmp_path)
+
+
+def test_grid_over_a_distribution_is_caught_at_load_with_the_subtest_line(tmp_path: Path) -> None:
+    exc = error(tmp_path, "program: p.py\nmethod: grid\nparameters:\n  subtests:\n    a: {x: 1}\n"
+                          "    b:\n      lr: {distribution: uniform, min: 0, max: 1}\n")
+    assert exc.line == 6 and "cannot enumerate" in exc.message and "method: random" in (exc.hint or "")
+    exc = error(tmp_path, "program: p.py\nmethod: random\nparameters:\n  n: {min: 3, max: 1}\n")
+    assert exc.line == 3 and "min 3 is greater than max 1" in exc.message
+
+
+def test_int_subtest_key_is_a_tag(tmp_path: Path) -> None:
+    path = write(tmp_path, "program: p.py\nmethod: grid\nparameters:\n  subtests:\n    1: {x: 1}\n    2:\n")
+    with pytest.raises(ConfigError) as exc:
+        load_composite(path)
+    assert exc.value.line == 6 and "subtest '2' is empty" in exc.value.message
