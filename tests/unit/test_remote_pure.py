@@ -149,3 +149,22 @@ def test_targets_from_profiles_and_mappings() -> None:
     assert RemoteTarget.from_profile({"host": "local"}).is_local
     target = RemoteTarget.from_profile({"host": "login", "port": "2222", "key_file": "~/.ssh/k"})
     assert (target.host, target.port, target.identity_file, target.is_local) == ("login", 2222, "~/.ssh/k", False)
+
+
+def test_ssh_config_supplies_hostname_user_port_key_and_jump() -> None:
+    import paramiko
+
+    from atlas_sweeps.remote.ssh import parse_jump, resolve_endpoint
+
+    config = paramiko.SSHConfig.from_text(
+        "Host cluster\n  HostName login.example.org\n  User alice\n  Port 2200\n"
+        "  IdentityFile /keys/id_cluster\n  IdentitiesOnly yes\n  ProxyJump bob@bastion:2222\n")
+    endpoint = resolve_endpoint(RemoteTarget(host="cluster", known_hosts="/k/known_hosts"), config)
+    assert (endpoint.hostname, endpoint.user, endpoint.port) == ("login.example.org", "alice", 2200)
+    assert endpoint.identity_files == ("/keys/id_cluster",) and endpoint.identities_only
+    assert endpoint.proxy_jump == "bob@bastion:2222" and endpoint.known_hosts == "/k/known_hosts"
+    # The profile wins over ssh_config where it says something.
+    override = resolve_endpoint(RemoteTarget(host="cluster", user="carol", port=22, identity_file="/p/key"), config)
+    assert (override.user, override.port, override.identity_files[0]) == ("carol", 22, "/p/key")
+    assert parse_jump("bob@bastion:2222") == RemoteTarget(host="bastion", port=2222, user="bob")
+    assert parse_jump("bastion") == RemoteTarget(host="bastion")
