@@ -1,0 +1,76 @@
+"""Integration fixtures: the sandbox cluster, brought up once per session by the project's own code
+(``atlas_sweeps.sandbox.up``, the same as ``atlas-sweeps sandbox up``), and the ``integration`` marker."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration with ``pytest.mark.integration``."""
+    for item in items:
+        if _HERE in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class SandboxCluster:
+    """What a test needs to reach the sandbox: profiles, SSH endpoint, users, keys, files."""
+
+    profile: str  # "sandbox": the cluster profile name the CLI takes
+    profile_2fa: str  # "sandbox-2fa"
+    host: str
+    port: int
+    user: str
+    key: Path  # private key of ``user``
+    known_hosts: Path
+    user_2fa: str
+    key_2fa: Path
+    password_2fa: str
+    password_file_2fa: Path
+    sshd_log: Path
+    dir: Path  # the sandbox directory
+    slurm_conf: Path
+    profiles: dict[str, Path]  # profile name -> TOML file written
+
+    def ssh_argv(self, command: str, *, user: str | None = None, key: Path | None = None) -> list[str]:
+        """An ``ssh`` command line with strict host-key checking that runs ``command`` on the login node."""
+        return ["ssh", "-p", str(self.port), "-i", str(key or self.key), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "ConnectTimeout=10", f"{user or self.user}@{self.host}", command]
+
+    @property
+    def slurm_env(self) -> dict[str, str]:
+        """Environment for running Slurm's client commands locally, as root."""
+        return {**os.environ, "SLURM_CONF": str(self.slurm_conf)}
+
+
+def _quiet_log(message: str) -> None:
+    print(f"sandbox: {message}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> SandboxCluster:
+    """The sandbox cluster, up (installs packages and starts daemons when needed; seconds when warm)."""
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox cluster needs root")
+    from atlas_sweeps.sandbox import up
+
+    info = up(log=_quiet_log)
+    s, p = info.settings, info.paths
+    return SandboxCluster(
+        profile="sandbox", profile_2fa="sandbox-2fa", host="127.0.0.1", port=s.ssh_port, user=s.user,
+        key=p.user_key(s.user), known_hosts=p.known_hosts, user_2fa=s.user_2fa,
+        key_2fa=p.user_key(s.user_2fa), password_2fa=p.password_file(s.user_2fa).read_text().strip(),
+        password_file_2fa=p.password_file(s.user_2fa), sshd_log=p.log_file("sshd"), dir=p.root,
+        slurm_conf=p.slurm_conf, profiles=dict(info.profiles))
+
+
+__all__ = ["SandboxCluster", "sandbox"]
