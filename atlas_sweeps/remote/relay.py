@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ class Relay:
         self._release_channel = release_channel
         self._dir = Path(tempfile.mkdtemp(prefix="atlas-relay-"))  # mkdtemp makes it 0700
         self.socket_path = str(self._dir / "relay.sock")
+        # Also removed at interpreter exit when a caller forgets close() (e.g. after an exception).
+        weakref.finalize(self, shutil.rmtree, str(self._dir), True)
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(self.socket_path)
         self._server.listen(16)
