@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
-from tests.standin.store import RunRecord, Store, SweepRecord
+from tests.standin.store import AgentRecord, RunRecord, Store, SweepRecord
 
 DEFAULT_ENTITY = "atlas-test"
 DEFAULT_API_KEY = "atlas_standin_test_key_0123456789abcdefghijklmnop"  # 40+ chars, as the client demands
@@ -108,9 +108,28 @@ class StandinServer:
         with self.store.lock:
             return [r for r in self.store.runs.values() if project is None or r.project == project]
 
-    def agents_of(self, sweep_id: str) -> list[Any]:
+    def agents_of(self, sweep_id: str) -> list[AgentRecord]:
         with self.store.lock:
             return [a for a in self.store.agents.values() if a.sweep == sweep_id]
+
+    @property
+    def sweeps(self) -> dict[str, SweepRecord]:
+        """Every sweep by id (live records)."""
+        return self.store.sweeps
+
+    @property
+    def agents(self) -> dict[str, AgentRecord]:
+        """Every registered agent by id (live records)."""
+        return self.store.agents
+
+    def wait_until(self, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> None:
+        """Poll `predicate` until true; raise TimeoutError after `timeout` seconds (for jobs that run
+        agents elsewhere, e.g. under Slurm)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stand-in: condition not met within {timeout} s")
+            time.sleep(interval)
 
     def ops_since(self, mark: int) -> list[str]:
         """Operations logged after `mark` (take `mark = len(handle.operations)` before acting)."""

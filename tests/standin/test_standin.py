@@ -120,6 +120,7 @@ def test_two_agents_run_each_grid_point_exactly_once(
     agents = wandb_standin.agents_of(grid_sweep.sweep_id)
     assert len(agents) == 2 and all(a.run_ids for a in agents), "both agents should have got work"
     assert sum(len(a.run_ids) for a in agents) == 6
+    assert wandb_standin.errors == []
 
 
 def test_agents_exit_when_the_sweep_is_done(grid_sweep: GridSweep, wandb_standin: StandinServer) -> None:
@@ -311,3 +312,22 @@ def test_raw_protocol_gzip_body_and_auth(wandb_standin: StandinServer) -> None:
     assert post({"query": "query Viewer { viewer { id } }"}, "bad")[0] == 401
     status, body = post({"query": "mutation Frobnicate { x }"}, wandb_standin.api_key)
     assert status == 200 and "Frobnicate" in body["errors"][0]["message"]
+
+
+def test_grid_expansion_supports_value_values_and_nested_parameters() -> None:
+    from tests.standin.store import expand_grid
+
+    points = expand_grid(
+        {
+            "lr": {"values": [0.1, 0.2]},
+            "opt": {"parameters": {"name": {"value": "adam"}, "beta": {"values": [0.9, 0.99]}}},
+            "seed": {"value": 1},
+        }
+    )
+    assert [(p["lr"]["value"], p["opt"]["value"]["beta"]) for p in points] == [
+        (0.1, 0.9),
+        (0.1, 0.99),
+        (0.2, 0.9),
+        (0.2, 0.99),
+    ]
+    assert all(p["opt"]["value"]["name"] == "adam" and p["seed"] == {"value": 1} for p in points)
