@@ -192,7 +192,7 @@ class Launcher:
         return make_backend(prepared.backend, **options)
 
     def _record(self, prepared: Prepared, launch_id: str) -> LaunchRecord:
-        from atlas_sweeps.remote.snapshot import git_info
+        from atlas_sweeps.gitinfo import git_info
 
         git = git_info(prepared.code_dir)
         opts = prepared.options
@@ -249,7 +249,8 @@ class Launcher:
         need = prepared.profile.interpreter if prepared.backend == "local" else "wandb"
         script = preflight_script(remote_dir=prepared.profile.remote_dir, setup=prepared.profile.setup,
                                   interpreter=prepared.profile.interpreter, need=need,
-                                  test_script=probe.script_text, job_names=names)
+                                  test_script=probe.script_text, job_names=names,
+                                  extra_checks=backend.remote_checks())
         result = remote.run_script(script, timeout=120)
         report = parse_preflight(result.stdout)
         if report.problems:

@@ -24,8 +24,10 @@ class PreflightReport:
 
 
 def preflight_script(*, remote_dir: str, setup: tuple[str, ...], interpreter: str, need: str,
-                     test_script: str, job_names: tuple[str, ...] = ()) -> str:
-    """The bash script. ``need`` is the command jobs must find (the interpreter, or ``wandb``)."""
+                     test_script: str, job_names: tuple[str, ...] = (),
+                     extra_checks: tuple[str, ...] = ()) -> str:
+    """The bash script. ``need`` is the command jobs must find (the interpreter, or ``wandb``);
+    ``extra_checks`` are the backend's own bash lines (they ``emit problem`` on failure)."""
     names = ",".join(job_names)
     lines = [
         EMIT_FUNCTION,
@@ -53,6 +55,7 @@ def preflight_script(*, remote_dir: str, setup: tuple[str, ...], interpreter: st
         '"$tmp/test.sbatch" 2>&1); then emit problem "sbatch --test-only rejected the job script: $out"; fi',
         'rm -rf "$tmp"',
         'emit config "$(scontrol show config 2>/dev/null | grep -i MaxArraySize)"',
+        *extra_checks,
     ]
     if names:
         q = shlex.quote(names)

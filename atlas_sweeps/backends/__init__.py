@@ -3,9 +3,9 @@ here, one array task per run, W&B offline) and ``wandb`` (W&B sweeps, jobs run `
 
 from __future__ import annotations
 
-from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepBackend
+from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepBackend, SweepProgress
 
-__all__ = ["CreatedSweep", "JobCommand", "SweepBackend", "make_backend"]
+__all__ = ["CreatedSweep", "JobCommand", "SweepBackend", "SweepProgress", "make_backend"]
 
 
 def make_backend(name: str, **options: object) -> SweepBackend:

@@ -31,6 +31,15 @@ class JobCommand:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SweepProgress:
+    """A sweep's runs per state as the backend sees them (W&B: finished, running, failed, crashed, ...)."""
+
+    runs_by_state: dict[str, int]
+    expected: int | None = None
+    state: str | None = None
+
+
 class SweepBackend(Protocol):
     """Creates sweeps and says what their jobs run."""
 
@@ -39,9 +48,15 @@ class SweepBackend(Protocol):
     def preflight(self, *, entity: str | None, project: str) -> None:
         """Check credentials and reachability before anything is created; raise a clear error."""
 
+    def remote_checks(self) -> tuple[str, ...]:
+        """Bash lines added to the launch's one preflight call; they ``emit problem "..."`` on failure."""
+
     def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
         """Create the sweep (or, on resume, nothing: callers pass recorded ids back instead)."""
 
     def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
             wrap: str | None) -> JobCommand:
         """The job array that works through ``sweep``."""
+
+    def stop(self, sweep_id: str) -> None:
+        """Stop the sweep at the backend (``cancel``); nothing for the local backend."""

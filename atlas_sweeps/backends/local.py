@@ -27,6 +27,12 @@ class LocalBackend:
     def preflight(self, *, entity: str | None, project: str) -> None:
         return None
 
+    def remote_checks(self) -> tuple[str, ...]:
+        return ()
+
+    def stop(self, sweep_id: str) -> None:
+        return None
+
     def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
         return CreatedSweep(sweep_id=f"{launch_id}/{sweep.name}")
 

@@ -1,0 +1,54 @@
+# atlas-sweeps: the commands a newcomer needs. Run as root on Debian/Ubuntu for the sandbox targets.
+#   make demo   a real launch on the sandbox cluster: sweeps created, jobs submitted and finished, status shown
+#   make test   the whole suite (unit + integration on the sandbox cluster), as CI runs it
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/atlas-sweeps
+PYTHON ?= python3
+
+.PHONY: install sandbox sandbox-down test unit demo bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "python3's venv module is missing; installing python3-venv"; \
+	  apt-get install -y -q python3-venv >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q python3-venv; }; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+sandbox: install
+	$(CLI) sandbox up
+
+sandbox-down: install
+	$(CLI) sandbox down
+
+# Unit and integration tests; pytest's exit code 5 (nothing collected) is a failure, and so is a run
+# in which no integration test executed (tests/conftest.py checks ATLAS_REQUIRE_INTEGRATION).
+test: install
+	$(CLI) sandbox up
+	ATLAS_REQUIRE_INTEGRATION=1 $(VENV)/bin/pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+unit: install
+	$(VENV)/bin/pytest tests/unit tests/standin -q
+
+demo: install
+	$(CLI) sandbox up
+	$(PY) bench/demo.py
+
+bench: install
+	$(CLI) sandbox up
+	$(PY) bench/launch.py
+	$(PY) bench/status.py
+	$(PY) bench/startup.py
+
+lint: install
+	$(VENV)/bin/ruff check atlas_sweeps tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
