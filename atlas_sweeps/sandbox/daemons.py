@@ -6,10 +6,8 @@ MariaDB or sshd on the same machine is never touched."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -66,17 +64,6 @@ def all_pids() -> list[int]:
     return [int(p.name) for p in _PROC.iterdir() if p.name.isdigit()]
 
 
-def find_processes(*, exe: str, marker: str) -> list[int]:
-    """Live processes running binary ``exe`` whose command line contains ``marker`` (a sandbox path)."""
-    found = []
-    for pid in all_pids():
-        if pid == os.getpid():
-            continue
-        if exe_name(pid) == exe and marker in cmdline(pid) and pid_alive(pid):
-            found.append(pid)
-    return sorted(found)
-
-
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` in the process tree."""
     children: dict[int, list[int]] = {}
@@ -115,32 +102,70 @@ def unix_socket_open(path: Path, *, timeout: float = 0.5) -> bool:
         sock.close()
 
 
-_SS_USERS = re.compile(r'\("([^"]+)",pid=(\d+)')
+_TCP_LISTEN = "0A"
+_TCP_ESTABLISHED = "01"
 
 
-def parse_ss_processes(output: str) -> list[tuple[str, int]]:
-    """(name, pid) pairs from the ``users:(("sshd",pid=12,fd=3),...)`` columns of ``ss -p`` output."""
-    return [(m.group(1), int(m.group(2))) for m in _SS_USERS.finditer(output)]
+def parse_proc_net_tcp(text: str, *, port: int, state: str) -> set[int]:
+    """Socket inodes in /proc/net/tcp{,6} text whose local port is ``port`` and state is ``state``
+    (hex, as the kernel writes it: 0A listening, 01 established)."""
+    inodes = set()
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == state:
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def _socket_owners(inodes: set[int]) -> list[tuple[str, int]]:
+    """(process name, pid) of every process holding one of the socket ``inodes`` open."""
+    wanted = {f"socket:[{i}]" for i in inodes if i}
+    owners = []
+    if not wanted:
+        return owners
+    for pid in all_pids():
+        try:
+            fds = os.listdir(_PROC / str(pid) / "fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(_PROC / str(pid) / "fd" / fd) in wanted:
+                    owners.append((_comm(pid), pid))
+                    break
+            except OSError:
+                continue
+    return owners
+
+
+def _comm(pid: int) -> str:
+    try:
+        return (_PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _tcp_inodes(port: int, state: str) -> set[int]:
+    inodes: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            inodes |= parse_proc_net_tcp((_PROC / "net" / table).read_text(), port=port, state=state)
+        except OSError:
+            continue
+    return inodes
 
 
 def port_listeners(port: int) -> list[tuple[str, int]]:
-    """Which processes listen on TCP ``port`` (name, pid), from ``ss``; empty when unknown."""
-    try:
-        proc = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True,
-                              timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return parse_ss_processes(proc.stdout)
+    """Which processes listen on TCP ``port``, as (name, pid); read from /proc, no ss/lsof needed."""
+    return _socket_owners(_tcp_inodes(port, _TCP_LISTEN))
 
 
 def established_on_port(port: int) -> list[tuple[str, int]]:
     """Processes holding an established TCP connection whose local port is ``port`` (sshd's sessions)."""
-    try:
-        proc = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
-                              capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return parse_ss_processes(proc.stdout)
+    return _socket_owners(_tcp_inodes(port, _TCP_ESTABLISHED))
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:

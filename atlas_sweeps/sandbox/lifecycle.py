@@ -122,7 +122,19 @@ def _mkdir(path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
         shutil.chown(path, owner, owner)
 
 
+def _check_traversable(root: Path) -> None:
+    """The cluster users reach slurm.conf and munge's socket inside the sandbox: every parent directory
+    must let others through."""
+    for parent in [root, *root.parents]:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise UsageError(f"{parent} is not searchable by other users, so the cluster users cannot reach "
+                             f"the sandbox's slurm.conf and munge socket under {root}",
+                             hint=f"chmod o+x {parent}, or set ATLAS_SANDBOX_DIR elsewhere")
+
+
 def _prepare_dirs(paths: SandboxPaths) -> None:
+    _check_traversable(paths.root)
+    _mkdir(paths.root)
     for d in (paths.root, paths.etc, paths.run, paths.log, paths.state, paths.profiles,
               paths.slurmctld_state, paths.slurmd_spool):
         _mkdir(d)

@@ -84,15 +84,16 @@ def ensure_packages(*, log: Callable[[str], None] = lambda _m: None,
            *missing]
     updated = False
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 and _needs_update(proc.stderr + proc.stdout):
             log("package lists are missing or stale; running apt-get update")
-            upd = subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env)
+            upd = subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env,
+                                 stdin=subprocess.DEVNULL)
             if upd.returncode != 0:
                 raise SandboxError(f"apt-get update failed: {_last_line(upd.stderr)}",
                                    hint="check the machine's apt sources and network")
             updated = True
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise SandboxError(f"apt-get install {' '.join(missing)} failed: {_last_line(proc.stderr)}",
                                hint="run the same apt-get command by hand to see the whole output")

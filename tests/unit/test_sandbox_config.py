@@ -10,6 +10,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+import pytest
+
+from atlas_sweeps.errors import UsageError
+from atlas_sweeps.sandbox import packages
 from atlas_sweeps.sandbox.config import (
     SandboxSettings,
     known_hosts_line,
@@ -22,7 +26,7 @@ from atlas_sweeps.sandbox.config import (
     render_sshd_config,
     sandbox_profiles,
 )
-from atlas_sweeps.sandbox.daemons import parse_ss_processes
+from atlas_sweeps.sandbox.daemons import parse_proc_net_tcp
 from atlas_sweeps.sandbox.packages import parse_dpkg_status
 from atlas_sweeps.sandbox.paths import SandboxPaths, default_root
 
@@ -125,7 +129,34 @@ def test_dpkg_status_keeps_only_installed_packages() -> None:
     assert parse_dpkg_status(out) == {"munge", "rsync"}
 
 
-def test_ss_process_columns_are_parsed() -> None:
-    out = ('LISTEN 0 128 127.0.0.1:2222 0.0.0.0:* users:(("sshd",pid=5754,fd=4))\n'
-           'ESTAB 0 0 127.0.0.1:2222 127.0.0.1:4000 users:(("sshd",pid=9,fd=4),("sshd",pid=8,fd=4))\n')
-    assert parse_ss_processes(out) == [("sshd", 5754), ("sshd", 9), ("sshd", 8)]
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41350 1 0 100 0 0 10 0
+   1: 00000000:41B1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 37805 1 0 100 0 0 10 0
+   2: 0100007F:08AE 0100007F:A2C4 01 00000000:00000000 02:0008F5C1 00000000     0        0 52011 2 0 20 4 30 10 -1
+   3: 0100007F:A2C4 0100007F:08AE 01 00000000:00000000 02:0008F5C1 00000000     0        0 52010 2 0 20 4 30 10 -1
+"""
+
+
+def test_proc_net_tcp_finds_listeners_and_sessions_by_local_port() -> None:
+    assert parse_proc_net_tcp(PROC_NET_TCP, port=2222, state="0A") == {41350}
+    assert parse_proc_net_tcp(PROC_NET_TCP, port=2222, state="01") == {52011}  # not the client's end
+    assert parse_proc_net_tcp(PROC_NET_TCP, port=16817, state="0A") == {37805}
+
+
+def test_up_refuses_non_root_with_usage_error(monkeypatch) -> None:
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 1000)
+    with pytest.raises(UsageError, match="needs root") as err:
+        packages.check_platform()
+    assert err.value.exit_code == 2
+
+
+def test_up_refuses_non_debian(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 0)
+    release = tmp_path / "os-release"
+    release.write_text('ID=fedora\nID_LIKE="rhel centos"\n')
+    with pytest.raises(UsageError, match="Debian or Ubuntu"):
+        packages.check_platform(os_release=release)
+    release.write_text('ID=ubuntu\nID_LIKE=debian\n')
+    if packages.shutil.which("apt-get"):
+        packages.check_platform(os_release=release)
