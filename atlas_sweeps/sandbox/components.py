@@ -46,25 +46,31 @@ class Component:
         (a half-started daemon, or one whose pid file was removed)."""
         found = {p for p in daemons.all_pids() if _is_ours(self, p) and daemons.pid_alive(p)}
         pid = daemons.read_pid(self.pid_file)
-        if pid is not None and daemons.pid_alive(pid) and _is_ours(self, pid):
+        if pid is not None and daemons.pid_alive(pid) and _is_ours(self, pid, trust_unreadable=True):
             found.add(pid)
         # Keep only the top of each tree (slurmd/sshd fork workers that match too).
         return sorted(p for p in found if daemons.parent_pid(p) not in found)
 
 
-def _is_ours(comp: Component, pid: int) -> bool:
-    if daemons.exe_name(pid) != comp.exe:
+def _is_ours(comp: Component, pid: int, *, trust_unreadable: bool = False) -> bool:
+    """True when ``pid`` runs ``comp``'s binary with a sandbox path in its command line or environment.
+    ``trust_unreadable``: accept it when the environment cannot be read (status run by a non-root user)."""
+    # comm (the fallback when exe is unreadable) is the name it was started by, cut to 15 characters.
+    if daemons.exe_name(pid) not in (comp.exe, os.path.basename(comp.argv[0])[:15] if comp.argv else comp.exe):
         return False
     if comp.marker in daemons.cmdline(pid):
         return True
-    return comp.marker in _environ(pid)
+    env = _environ(pid)
+    return (env is None and trust_unreadable) or (env is not None and comp.marker in env)
 
 
-def _environ(pid: int) -> str:
+def _environ(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b"\n").decode(errors="replace")
-    except OSError:
+    except FileNotFoundError:
         return ""
+    except OSError:
+        return None
 
 
 def build_components(settings: SandboxSettings, paths: SandboxPaths) -> dict[str, Component]:

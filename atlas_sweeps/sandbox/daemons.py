@@ -54,10 +54,13 @@ def cmdline(pid: int) -> str:
 
 
 def exe_name(pid: int) -> str:
+    """Basename of the process's binary; its comm name when /proc/PID/exe is unreadable (not root)."""
     try:
         return os.path.basename(os.readlink(_PROC / str(pid) / "exe"))
-    except OSError:
+    except FileNotFoundError:
         return ""
+    except OSError:
+        return _comm(pid)
 
 
 def all_pids() -> list[int]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -133,8 +135,6 @@ def _check_traversable(root: Path) -> None:
 
 
 def _prepare_dirs(paths: SandboxPaths) -> None:
-    _check_traversable(paths.root)
-    _mkdir(paths.root)
     for d in (paths.root, paths.etc, paths.run, paths.log, paths.state, paths.profiles,
               paths.slurmctld_state, paths.slurmd_spool):
         _mkdir(d)
@@ -332,6 +332,26 @@ def up(*, root: Path | None = None, ssh_port: int | None = None, slurmctld_port:
              settings.mysql_port]
     if len(set(ports)) != len(ports):
         raise UsageError(f"the sandbox's ports must differ, got {ports}")
+    _check_traversable(paths.root)
+    _mkdir(paths.root)
+    with _locked(paths):
+        return _up_locked(paths, settings, installed=installed, write_profiles=write_profiles,
+                          install_venv=install_venv, log=log, t0=t0)
+
+
+@contextlib.contextmanager
+def _locked(paths: SandboxPaths) -> Iterator[None]:
+    """One ``up``/``down`` at a time per sandbox (two test sessions may start together)."""
+    with open(paths.root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _up_locked(paths: SandboxPaths, settings: SandboxSettings, *, installed: tuple[str, ...],
+               write_profiles: bool, install_venv: bool, log: Log, t0: float) -> SandboxInfo:
     _prepare_dirs(paths)
     changed = _write_configs(settings, paths)
     paths.settings_file.write_text(settings.to_json())
@@ -412,7 +432,8 @@ def down(*, root: Path | None = None, only: str | None = None, log: Log = _quiet
         return []
     comps = build_components(settings, paths)
     names = [only] if only else list(reversed(COMPONENTS))
-    return [name for name in names if _stop(comps[name], log=log)]
+    with _locked(paths):
+        return [name for name in names if _stop(comps[name], log=log)]
 
 
 __all__ = ["ComponentStatus", "SandboxInfo", "SandboxStatus", "down", "load_settings", "status", "up"]
