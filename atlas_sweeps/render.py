@@ -103,8 +103,13 @@ def _render_plain(template: Template, context: ScriptContext) -> str:
     start = index
     while start > 0 and lines[start - 1].rstrip().endswith("\\") and not lines[start - 1].lstrip().startswith("#"):
         start -= 1  # the agent line continues an earlier one (a container prefix): insert before all of it
-    inserted = ["# --- added by atlas-sweeps: launch " + context.launch_id + ", sweep " + context.sweep_name]
+    inserted = ["# --- added by atlas-sweeps: launch " + context.launch_id + ", sweep " + context.sweep_name,
+                *context.setup]
     inserted += [f"export {name}={shlex.quote(value)}" for name, value in context.env.items()]
     inserted += [f"cd {shlex.quote(context.snapshot)}", *context.run_preamble, "# --- end of atlas-sweeps lines"]
     lines[index] = _AGENT_LINE.sub(lambda _m: context.run_command, lines[index])
-    return "\n".join(lines[:start] + inserted + lines[start:]) + "\n"
+    # The profile's directives go first, so the template's own #SBATCH lines (read later) win.
+    head = 1 if lines and lines[0].startswith("#!") else 0
+    directives = [f"#SBATCH {d}" for d in context.directives]
+    body = lines[head:start] + inserted + lines[start:]
+    return "\n".join(lines[:head] + directives + body) + "\n"

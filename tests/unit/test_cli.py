@@ -1,0 +1,89 @@
+"""The CLI as a user runs it (subprocesses): help, dry runs of the shipped examples, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+
+
+def run_cli(*args: str, cwd: Path = CONFIGS, env: dict[str, str] | None = None,
+            python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *python_flags, "-m", "atlas_sweeps", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture()
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "XDG_", "ATLAS_"))}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), ATLAS_SWEEPS_STATE_DIR=str(tmp_path / "state"),
+               HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT), NO_COLOR="1")
+    return env
+
+
+def test_help_lists_commands_and_imports_no_wandb(clean_env: dict[str, str]) -> None:
+    result = run_cli("--help", env=clean_env, python_flags=("-X", "importtime"))
+    assert result.returncode == 0
+    assert "launch" in result.stdout and "sandbox" in result.stdout
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "wandb" not in imported and "paramiko" not in imported and "jinja2" not in imported
+    for command in ("launch", "sandbox"):
+        sub = run_cli(command, "--help", env=clean_env)
+        assert sub.returncode == 0 and "Usage:" in sub.stdout
+
+
+@pytest.mark.parametrize(("name", "runs"), [("simple_grid", 9), ("simple_grid_plus", 9), ("composite_grid", 6),
+                                            ("composite_continued", 3)])
+def test_dry_run_of_shipped_examples(name: str, runs: int, clean_env: dict[str, str]) -> None:
+    result = run_cli("launch", name, "--dry-run", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert f"num runs: {runs}\n" in result.stdout
+    assert f"total gpu hours: {runs}\n" in result.stdout
+    assert "no W&B credentials found" in result.stderr
+    assert not (Path(clean_env["ATLAS_SWEEPS_STATE_DIR"])).exists()
+
+
+def test_dry_run_json_composite_grid(clean_env: dict[str, str]) -> None:
+    result = run_cli("launch", "composite_grid.yml", "--dry-run", "--json", "--nodes", "2", env=clean_env)
+    doc = json.loads(result.stdout)
+    assert doc["totals"] == {"runs": 6, "gpu_hours": 6}
+    assert [s["tags"] for s in doc["sweeps"]] == [["iso_tests", "hp1_iso"], ["iso_tests", "hp2_iso"]]
+    for sweep in doc["sweeps"]:
+        assert sweep["sweep_config"]["parameters"]["seed"] == {"value": 42}
+        assert "#!/bin/bash" in sweep["sbatch_script"]
+        assert sweep["sbatch_commands"][0].startswith("sbatch --parsable")
+        assert "--array=0-2%2" in sweep["sbatch_commands"][0]
+
+
+def test_bad_sweep_file_is_one_line_with_file_line_and_exit_2(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("program: main.py\nmethod: grid\nparameters:\n  lr:\n    values: [1]\n  lr:\n    value: 2\n")
+    result = run_cli("launch", str(bad), "--dry-run", env=clean_env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{bad}:6" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_and_missing_cluster(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    result = run_cli("launch", "no_such_sweep", "--dry-run", env=clean_env)
+    assert result.returncode == 2 and "not found" in result.stderr
+    result = run_cli("launch", "composite_grid", env=clean_env)
+    assert result.returncode == 2 and "no cluster profile found" in result.stderr and "sandbox up" in result.stderr
+    assert not Path(clean_env["ATLAS_SWEEPS_STATE_DIR"]).exists()  # nothing recorded for a launch that never began
+
+
+def test_plain_template_dry_run(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    result = run_cli("launch", "composite_grid", "--dry-run", "--template", "base.sbatch", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert "#SBATCH -p gpu_long" in result.stdout
+    live = [line for line in result.stdout.splitlines() if not line.lstrip().startswith("#")]
+    assert not any("wandb agent" in line for line in live)
+    assert '"${argv[@]}"' in live

@@ -1,0 +1,103 @@
+"""The preflight and submit scripts, run by a real bash with stand-in Slurm commands on PATH (pure unit
+tests of the scripts and their parsers; the real Slurm path is covered by the integration tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from atlas_sweeps.backends.local import LocalBackend
+from atlas_sweeps.composite import load_composite
+from atlas_sweeps.jobs import prepare_sweep
+from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.plan import build_plan
+from atlas_sweeps.preflight import parse_preflight, preflight_script
+from atlas_sweeps.profile import Profile
+from atlas_sweeps.remote_protocol import parse_facts
+from atlas_sweeps.render import load_template
+from atlas_sweeps.submit import parse_submit_line, submit_script
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _bin(tmp_path: Path, **tools: str) -> dict[str, str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name, body in tools.items():
+        path = bindir / name
+        path.write_text("#!/bin/bash\n" + body + "\n")
+        path.chmod(0o755)
+    return {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+
+
+def _bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    Path(env["HOME"]).mkdir(exist_ok=True)
+    return subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, env=env)
+
+
+def test_protocol_ignores_noise_from_login_files() -> None:
+    assert parse_facts("Welcome to the cluster!\nATLAS root L2hvbWUvdQ==\nATLAS x\n") == [("root", "/home/u"), ("x", "")]
+
+
+def test_preflight_resolves_home_and_reports_all_problems(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch='echo "sbatch: error: invalid partition specified: gpu" >&2; exit 1',
+               scontrol='echo "MaxArraySize            = 77"')
+    script = preflight_script(remote_dir="~/sweeps", setup=("echo noisy setup line",), interpreter="nopython-xyz",
+                              need="nopython-xyz", test_script="#!/bin/bash\necho hi\n")
+    report = parse_preflight(_bash(script, env).stdout)
+    assert report.root == f"{tmp_path}/home/sweeps"
+    assert Path(report.root).is_dir()
+    assert report.max_array_size == 77
+    assert any("'nopython-xyz' is not found" in p for p in report.problems)
+    assert any("invalid partition specified: gpu" in p for p in report.problems)
+
+
+def test_preflight_passes_and_finds_existing_jobs_on_resume(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch='exit 0', scontrol='true', squeue='echo "41|atlas-l1-s"',
+               sacct='printf "40_0|atlas-l1-t\\n40_1|atlas-l1-t\\n"')
+    script = preflight_script(remote_dir="/tmp/" + tmp_path.name + "-root", setup=(), interpreter="bash",
+                              need="bash", test_script="#!/bin/bash\n", job_names=("atlas-l1-s", "atlas-l1-t"))
+    report = parse_preflight(_bash(script, env).stdout)
+    assert report.problems == ()
+    assert report.python and report.python.endswith("/bash")
+    assert report.existing_jobs == {"atlas-l1-s": "41", "atlas-l1-t": "40"}
+    assert report.max_array_size == 1001
+
+
+def _prepared(tmp_path: Path):  # type: ignore[no-untyped-def]
+    plan = build_plan(load_composite(CONFIGS / "composite_grid.yml"), backend="local", nodes=2, test_time=1,
+                      gpus_per_job=1)
+    layout = LaunchLayout(root=str(tmp_path / "root"), launch_id="l1")
+    backend = LocalBackend()
+    return layout, [prepare_sweep(s, backend.create(s, launch_id="l1", entity=None, project="p"), backend=backend,
+                                  profile=Profile(name="t"), layout=layout, template=load_template(None),
+                                  launch_id="l1", project="p", entity=None, max_array_size=1001)
+                    for s in plan.sweeps]
+
+
+def test_submit_writes_files_submits_each_array_once_and_reports_ids(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    env = _bin(tmp_path, sbatch=f'echo "$*" >> {calls}; echo $(( $(wc -l < {calls}) + 100 ))')
+    layout, sweeps = _prepared(tmp_path)
+    result = _bash(submit_script(sweeps, root=layout.root, extra_dirs=(layout.wandb_dir("x"),)), env)
+    events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
+    assert [(e.key, e.job_id) for e in events] == [(sweeps[0].submissions[0].key, "101"),
+                                                   (sweeps[1].submissions[0].key, "102")]
+    assert Path(sweeps[0].script_path).read_text() == sweeps[0].script_text
+    for path, data in sweeps[0].files.items():
+        assert Path(path).read_bytes() == data
+    assert Path(sweeps[0].log_dir).is_dir() and Path(layout.wandb_dir("x")).is_dir()
+    assert os.access(sweeps[0].script_path, os.X_OK)
+    assert len(calls.read_text().splitlines()) == 2
+
+
+def test_submit_stops_at_the_first_failure_and_skips_what_was_done(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch='echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2; exit 1')
+    layout, sweeps = _prepared(tmp_path)
+    first, second = sweeps[0].submissions[0].key, sweeps[1].submissions[0].key
+    result = _bash(submit_script(sweeps, root=layout.root, skip=frozenset({first})), env)
+    events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
+    assert len(events) == 1 and events[0].key == second and events[0].job_id is None
+    assert "QOSMaxSubmitJobPerUserLimit" in (events[0].error or "")
+    assert result.returncode == 3
