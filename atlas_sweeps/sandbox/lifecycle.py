@@ -323,18 +323,18 @@ def up(*, root: Path | None = None, ssh_port: int | None = None, slurmctld_port:
     Options left None keep the last ``up``'s value, else the default."""
     t0 = time.monotonic()
     packages.check_platform()
-    installed = packages.ensure_packages(log=log).installed
     paths = SandboxPaths((root or default_root()).absolute())
-    overrides = {"ssh_port": ssh_port, "slurmctld_port": slurmctld_port, "slurmd_port": slurmd_port,
-                 "slurmdbd_port": slurmdbd_port, "mysql_port": mysql_port, "min_job_age": min_job_age}
-    settings = _detect_settings(load_settings(paths), overrides)
-    ports = [settings.ssh_port, settings.slurmctld_port, settings.slurmd_port, settings.slurmdbd_port,
-             settings.mysql_port]
-    if len(set(ports)) != len(ports):
-        raise UsageError(f"the sandbox's ports must differ, got {ports}")
     _check_traversable(paths.root)
     _mkdir(paths.root)
     with _locked(paths):
+        installed = packages.ensure_packages(log=log).installed
+        overrides = {"ssh_port": ssh_port, "slurmctld_port": slurmctld_port, "slurmd_port": slurmd_port,
+                     "slurmdbd_port": slurmdbd_port, "mysql_port": mysql_port, "min_job_age": min_job_age}
+        settings = _detect_settings(load_settings(paths), overrides)
+        ports = [settings.ssh_port, settings.slurmctld_port, settings.slurmd_port, settings.slurmdbd_port,
+                 settings.mysql_port]
+        if len(set(ports)) != len(ports):
+            raise UsageError(f"the sandbox's ports must all differ, got {ports}")
         return _up_locked(paths, settings, installed=installed, write_profiles=write_profiles,
                           install_venv=install_venv, log=log, t0=t0)
 

@@ -80,14 +80,15 @@ def ensure_packages(*, log: Callable[[str], None] = lambda _m: None,
         POLICY_RC_D.chmod(0o755)
         wrote_policy = True
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
+    lock_wait = ["-o", "DPkg::Lock::Timeout=600"]  # another apt run (say a background install) finishes first
+    cmd = ["apt-get", *lock_wait, "install", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
            *missing]
     updated = False
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 and _needs_update(proc.stderr + proc.stdout):
             log("package lists are missing or stale; running apt-get update")
-            upd = subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env,
+            upd = subprocess.run(["apt-get", *lock_wait, "update"], capture_output=True, text=True, env=env,
                                  stdin=subprocess.DEVNULL)
             if upd.returncode != 0:
                 raise SandboxError(f"apt-get update failed: {_last_line(upd.stderr)}",
