@@ -255,7 +255,7 @@ class Launcher:
         report = parse_preflight(result.stdout)
         if report.problems:
             detail = "; ".join(report.problems)
-            raise RemoteError(f"preflight on cluster '{prepared.profile.name}' failed: {detail}",
+            raise UsageError(f"preflight on cluster '{prepared.profile.name}' failed: {detail}",
                               hint="fix the profile (setup lines, slurm options, remote_dir) and launch again; "
                                    "nothing was created")
         return report

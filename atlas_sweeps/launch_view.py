@@ -98,6 +98,7 @@ def result_document(result: LaunchResult) -> dict[str, Any]:
                     "log_dir": s.log_dir, "jobs": jobs_by_sweep.get(s.name, [])} for s in result.sweeps],
         "totals": {"runs": launch.total_runs, "gpu_hours": launch.total_hours},
         "remote_calls": result.remote_calls,
+        "snapshot_files_transferred": result.snapshot_files,
     }
 
 
