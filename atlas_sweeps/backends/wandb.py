@@ -1,0 +1,230 @@
+"""The ``wandb`` backend: one W&B sweep per subtest, created through the wandb Python API; each job array
+task runs ``wandb agent --forward-signals --count K`` on it. The agent exits 0 even when runs fail, so a
+thin ``python`` wrapper first on the job's PATH records each run's exit code and the job exits non-zero
+when any failed. Compute nodes use the cluster user's own ``wandb login``: no key is ever sent there."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+from collections.abc import Iterator
+from typing import Any
+
+from atlas_sweeps.backends.base import CreatedSweep, JobCommand
+from atlas_sweeps.credentials import (
+    app_url,
+    check_viewer,
+    client_for,
+    netrc_machine,
+    resolve_base_url,
+)
+from atlas_sweeps.errors import BackendError
+from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.plan import PlannedSweep
+from atlas_sweeps.remote_protocol import EMIT_FUNCTION
+
+WRAPPER_NAME = "python-wrapper.py"
+
+# Installed as `python` (after a `#!<real interpreter>` line the job adds). Signals are passed on to the
+# run so a cancelled or timed-out job stops it; nested `python` calls exec the real interpreter directly.
+WRAPPER_SOURCE = """\
+# Written by atlas-sweeps: records the exit code of each run `wandb agent` starts (the agent itself exits 0).
+import os, signal, subprocess, sys
+real = os.environ.get("ATLAS_REAL_PYTHON") or "python3"
+log = os.environ.pop("ATLAS_EXIT_LOG", None)
+if not log:
+    os.execv(real, [real, *sys.argv[1:]])
+child = subprocess.Popen([real, *sys.argv[1:]])
+for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(number, lambda signum, _frame: child.send_signal(signum))
+code = child.wait()
+code = 128 - code if code < 0 else code
+with open(log, "a") as fh:
+    fh.write(f"{os.environ.get('WANDB_RUN_ID', '-')} {code}\\n")
+sys.exit(code)
+"""
+
+# Runs when the job script exits: the agent's own failure wins; else the last failed run's exit code.
+_FINISH_FUNCTION = """\
+atlas_finish() {
+  local code=$? failed="" total=0
+  if [ -n "${atlas_bin:-}" ] && [ -f "$atlas_bin/exit-codes" ]; then
+    total=$(wc -l < "$atlas_bin/exit-codes")
+    failed=$(awk '$2 != 0 {n++; c=$2} END {if (n) print n, c}' "$atlas_bin/exit-codes")
+  fi
+  [ -n "${atlas_bin:-}" ] && rm -rf "$atlas_bin"
+  if [ "$code" -eq 0 ] && [ -n "$failed" ]; then
+    set -- $failed
+    echo "atlas-sweeps: $1 of $total run(s) failed (last exit code $2); the job fails with it" >&2
+    exit "$2"
+  fi
+  echo "atlas-sweeps: wandb agent exited with $code after $total run(s)" >&2
+  exit "$code"
+}"""
+
+
+def agent_counts(runs: int, tasks: int) -> tuple[int, int]:
+    """``(base, extra)``: task ``i`` runs ``base + (i < extra)`` runs, so the counts add up to ``runs``."""
+    return divmod(max(runs, tasks), tasks)
+
+
+class WandbBackend:
+    """W&B sweeps; ``sweep_id`` is recorded as ``entity/project/id``, the path ``wandb agent`` takes."""
+
+    name = "wandb"
+
+    def __init__(self, *, base_url: str | None = None, dry_run: bool = False) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self.dry_run = dry_run
+        self._default_entity: str | None = None
+
+    # -- before anything is created ---------------------------------------------------------------
+    def preflight(self, *, entity: str | None, project: str) -> None:
+        """A missing or refused key, an unreachable server or an entity the key cannot use fails here, in
+        seconds (one GraphQL query, no retries); ``--dry-run`` contacts nothing."""
+        if self.dry_run:
+            return
+        viewer = check_viewer(client_for(self.base_url))
+        self._default_entity = viewer.entity or viewer.username
+        if entity and not viewer.can_use(entity):
+            known = ", ".join(sorted({e for e in (viewer.username, viewer.entity, *viewer.teams) if e}))
+            raise BackendError(f"W&B entity '{entity}' is not available to this API key on {self.base_url} "
+                               f"(it can use: {known or 'none'})",
+                               hint="fix 'entity' in the sweep file, --entity, the profile's [wandb] entity "
+                                    "or WANDB_ENTITY")
+
+    def remote_checks(self) -> tuple[str, ...]:
+        """Bash lines: the cluster user has their own credentials for this server (WANDB_API_KEY in the
+        environment, or the netrc entry ``wandb login`` writes) and the netrc file is private."""
+        machine = shlex.quote(netrc_machine(self.base_url))
+        missing = (f"no W&B credentials for {self.base_url} on the cluster for user $(id -un): run "
+                   f"'wandb login --host {self.base_url}' on the login node (after the profile's set-up "
+                   f"lines), or export WANDB_API_KEY in your shell start-up files there")
+        return (
+            EMIT_FUNCTION,
+            'wandb_netrc="${NETRC:-$HOME/.netrc}"',
+            'if [ -z "${WANDB_API_KEY:-}" ]; then',
+            f"  if ! [ -r \"$wandb_netrc\" ] || ! awk -v m={machine} "
+            "'{for (i = 1; i < NF; i++) if ($i == \"machine\" && $(i+1) == m) f = 1} END {exit !f}' "
+            '"$wandb_netrc" 2>/dev/null; then',
+            f'    emit problem "{_dq(missing)}"',
+            '  elif [ -n "$(find "$wandb_netrc" -maxdepth 0 -perm /077 2>/dev/null)" ]; then',
+            '    emit problem "$wandb_netrc is readable by others, so wandb ignores it: chmod 600 $wandb_netrc"',
+            "  fi",
+            "fi",
+        )
+
+    # -- creating and stopping sweeps -------------------------------------------------------------
+    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
+        """Create the W&B sweep with the subtest's merged config (``wandb.sweep``)."""
+        if self.dry_run:
+            raise BackendError("internal: a dry run must not create sweeps")
+        entity = entity or self._default_entity
+        config = sweep_config(sweep, launch_id=launch_id)
+        with _wandb_environment(self.base_url), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            import wandb
+
+            try:
+                sweep_id = wandb.sweep(config, entity=entity, project=project)
+            except Exception as exc:  # wandb raises CommError and friends; all mean the same here
+                detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise BackendError(f"W&B could not create sweep '{sweep.name}' in {entity or '(default)'}/"
+                                   f"{project} on {self.base_url}: {detail}",
+                                   hint="nothing was submitted; fix the cause and 'atlas-sweeps launch --resume' "
+                                        "this launch") from None
+            entity = entity or os.environ.get("WANDB_ENTITY") or "-"  # wandb.sweep resolved the default
+        if not sweep_id:
+            raise BackendError(f"W&B returned no id for sweep '{sweep.name}': {err.getvalue().strip()[-300:]}")
+        path = f"{entity}/{project}/{sweep_id}"
+        return CreatedSweep(sweep_id=path, url=f"{app_url(self.base_url)}/{entity}/{project}/sweeps/{sweep_id}")
+
+    def stop(self, sweep_id: str) -> None:
+        """Finish the sweep at W&B: running runs go on, no new ones start (what ``wandb sweep --stop`` does)."""
+        from atlas_sweeps.backends.wandb_progress import SweepPath, query_sweep
+
+        try:
+            path = SweepPath.parse(sweep_id)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        client = client_for(self.base_url)
+        node = query_sweep(client, path)
+        if node is None:
+            raise BackendError(f"W&B has no sweep {sweep_id} on {self.base_url}")
+        if str(node.get("state") or "").upper() in ("FINISHED", "CANCELED", "CRASHED", "FAILED"):
+            return
+        client.execute(_STOP_MUTATION, {"id": node["id"], "state": "FINISHED", "entityName": path.entity,
+                                        "projectName": path.project}, operation="UpsertSweep")
+
+    # -- what jobs run ---------------------------------------------------------------------------
+    def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
+            wrap: str | None) -> JobCommand:
+        """``sweep.jobs`` array tasks, each one agent with its share of the runs, from rank 0 only."""
+        tasks = max(1, sweep.jobs)
+        base, extra = agent_counts(sweep.runs, tasks)
+        wrapper = f"{layout.sweep_dir(sweep.name)}/{WRAPPER_NAME}"
+        preamble = (
+            'if [ "${SLURM_PROCID:-0}" != 0 ]; then exit 0; fi  # one agent per task: rank 0 only',
+            'atlas_task=$(( ${ATLAS_TASK_OFFSET:-0} + ${SLURM_ARRAY_TASK_ID:-0} ))',
+            f"atlas_count=$(( {base} + (atlas_task < {extra} ? 1 : 0) ))",
+            _FINISH_FUNCTION,
+            "atlas_bin=$(mktemp -d \"${TMPDIR:-/tmp}/atlas-sweeps.XXXXXX\")",
+            "trap atlas_finish EXIT",
+            "atlas_python=$(command -v python || command -v python3 || true)",
+            'if [ -n "$atlas_python" ]; then',
+            f"  {{ printf '#!%s\\n' \"$atlas_python\"; cat {shlex.quote(wrapper)}; }} > \"$atlas_bin/python\"",
+            '  chmod +x "$atlas_bin/python"',
+            '  export ATLAS_REAL_PYTHON="$atlas_python" ATLAS_EXIT_LOG="$atlas_bin/exit-codes" '
+            'PATH="$atlas_bin:$PATH"',
+            "fi",
+            f'echo "atlas-sweeps: task $atlas_task: wandb agent, up to $atlas_count run(s) of '
+            f'{_dq(created.sweep_id)}" >&2',
+        )
+        agent = f'wandb agent --forward-signals --count "$atlas_count" {shlex.quote(created.sweep_id)}'
+        return JobCommand(tasks=tasks, throttle=tasks, preamble=preamble,
+                          command=f"{wrap} {agent}" if wrap else agent,
+                          env={"WANDB_BASE_URL": self.base_url},
+                          files={wrapper: WRAPPER_SOURCE.encode()})
+
+
+_STOP_MUTATION = """
+mutation UpsertSweep($id: ID, $state: String, $entityName: String, $projectName: String) {
+    upsertSweep(input: {id: $id, state: $state, entityName: $entityName, projectName: $projectName}) {
+        sweep { name }
+    }
+}
+"""
+
+
+def sweep_config(sweep: PlannedSweep, *, launch_id: str) -> dict[str, Any]:
+    """The config W&B gets: the subtest's merged config, named after the sweep and launch; a random sweep
+    bounded only by ``--count`` gets it as ``run_cap``, so the server stops handing out runs too."""
+    config = dict(sweep.spec.config)
+    config.setdefault("name", f"{sweep.name} ({launch_id})")
+    if config.get("method", "grid") != "grid" and config.get("run_cap") is None and sweep.runs:
+        config["run_cap"] = sweep.runs
+    return config
+
+
+def _dq(text: str) -> str:
+    """``text`` safe inside bash double quotes (``$(id -un)`` is the one expansion we mean to keep)."""
+    out = text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")
+    return out.replace("\\$(id -un)", "$(id -un)")
+
+
+@contextlib.contextmanager
+def _wandb_environment(base_url: str) -> Iterator[None]:
+    """The wandb client pointed at ``base_url``, quiet, with bounded retries; ``wandb.sweep`` writes
+    WANDB_ENTITY/WANDB_PROJECT into the environment, so everything is restored afterwards."""
+    saved = dict(os.environ)
+    os.environ["WANDB_BASE_URL"] = base_url
+    for name, value in (("WANDB_SILENT", "true"), ("WANDB_ERROR_REPORTING", "false"),
+                        ("WANDB__GRAPHQL_RETRY_MAX", "2"), ("WANDB_HTTP_TIMEOUT", "20")):
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
