@@ -78,7 +78,6 @@ class Profile:
     user: str | None = None
     identity_file: str | None = None
     known_hosts: str | None = None
-    password_file: str | None = None
     remote_dir: str = "~/atlas-sweeps"
     setup: tuple[str, ...] = ()
     wrap: str | None = None

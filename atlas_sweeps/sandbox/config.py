@@ -192,7 +192,6 @@ class Profile:
     interpreter: str = "python"
     backend: str = "local"
     status_interval: int = 2
-    password_file: str | None = None
     slurm: dict[str, str | int] = field(default_factory=dict)
 
 
@@ -202,14 +201,14 @@ def sandbox_profiles(settings: SandboxSettings, paths: SandboxPaths) -> list[Pro
                                    "cpus_per_task": 1, "mem": "200M"}
     setup = [f"source /home/{settings.user}/venv/bin/activate"]
 
-    def make(name: str, user: str, password_file: str | None) -> Profile:
+    def make(name: str, user: str) -> Profile:
         return Profile(name=name, host="127.0.0.1", port=settings.ssh_port, user=user,
                        identity_file=str(paths.user_key(user)), known_hosts=str(paths.known_hosts),
                        remote_dir=f"/home/{user}/atlas-sweeps", setup=list(setup),
-                       password_file=password_file, slurm=dict(slurm))
+                       slurm=dict(slurm))
 
-    return [make("sandbox", settings.user, None),
-            make("sandbox-2fa", settings.user_2fa, str(paths.password_file(settings.user_2fa)))]
+    # The 2FA user's password stays in the sandbox dir for tests; the tool itself always prompts.
+    return [make("sandbox", settings.user), make("sandbox-2fa", settings.user_2fa)]
 
 
 def _toml_value(value: object) -> str:
@@ -227,7 +226,7 @@ def _toml_value(value: object) -> str:
 def render_profile(profile: Profile) -> str:
     """The profile as TOML, keys in the documented order, ``[slurm]`` table last."""
     lines = [PROFILE_HEADER.rstrip("\n")]
-    for key in ("host", "port", "user", "identity_file", "known_hosts", "password_file", "remote_dir",
+    for key in ("host", "port", "user", "identity_file", "known_hosts", "remote_dir",
                 "setup", "interpreter", "backend", "status_interval"):
         value = getattr(profile, key)
         if value is not None:

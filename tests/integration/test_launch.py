@@ -118,7 +118,7 @@ def test_composite_grid_runs_every_point_with_its_parameters_and_tags(workspace:
     assert len(jobs) == 2 and all(job["array"] == "0-2%2" for job in jobs)
     states = wait_for_tasks(workspace, [j["job_id"] for j in jobs], 6)
     assert len(states) == 6 and set(states.values()) == {"COMPLETED"}, states
-    for planned, sweep in zip(plan["sweeps"], result["sweeps"]):
+    for planned, sweep in zip(plan["sweeps"], result["sweeps"], strict=True):
         [job] = sweep["jobs"]
         logs = [job["output"].replace("%A", job["job_id"]).replace("%a", str(t)) for t in range(3)]
         records = records_from_logs(workspace, logs)
