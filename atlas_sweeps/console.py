@@ -18,3 +18,43 @@ def out() -> Console:
 def err() -> Console:
     """stderr: progress, notices, errors."""
     return Console(stderr=True)
+
+
+class Steps:
+    """Progress of a long command on stderr: a spinner on the current step on a terminal, finished steps
+    printed as they complete; plain lines in a pipe or log file."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or err()
+        self._status = None
+        self._current: str | None = None
+
+    def __enter__(self) -> Steps:
+        if self.console.is_terminal:
+            self._status = self.console.status("starting")
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+        if self._current and exc[0] is None:
+            self._done()
+
+    def _done(self) -> None:
+        if self._status is not None and self._current:
+            self.console.print(f"[green]✓[/] {self._current}", highlight=False)
+
+    def step(self, message: str) -> None:
+        """A new step begins (the previous one is done)."""
+        self._done()
+        self._current = message
+        if self._status is not None:
+            self._status.update(message)
+        else:
+            self.console.print(f"· {message}", highlight=False)
+
+    def detail(self, text: str) -> None:
+        """A progress detail of the current step (rsync's progress line): shown on the spinner only."""
+        if self._status is not None and self._current and text.strip():
+            self._status.update(f"{self._current}  [dim]{text.strip()[:80]}[/]")

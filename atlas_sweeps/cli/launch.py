@@ -65,7 +65,7 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
     atlas-sweeps launch --resume k3x9q2
     """
     from atlas_sweeps import console
-    from atlas_sweeps.launch import LaunchOptions, Launcher, prepare, prepare_all
+    from atlas_sweeps.launch import Launcher, LaunchOptions, prepare, prepare_all
     from atlas_sweeps.state import StateDB
 
     cwd = Path.cwd()
@@ -73,10 +73,12 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
         if config or dry_run:
             raise UsageError("--resume takes no sweep file and no --dry-run",
                              hint="the recorded file and options are reused")
-        launcher = Launcher(db=StateDB.open_default(),
-                            remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
-                            on_step=lambda msg: console.err().log(msg))
-        _finish(launcher.resume(resume, cwd=cwd), as_json=as_json)
+        with console.Steps() as steps:
+            launcher = Launcher(db=StateDB.open_default(),
+                                remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
+                                on_step=steps.step, on_rsync=steps.detail)
+            result = launcher.resume(resume, cwd=cwd)
+        _finish(result, as_json=as_json)
         return
     if not config:
         raise UsageError("missing the sweep file", hint="atlas-sweeps launch CONFIG.yml (see --help)")
@@ -99,10 +101,12 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
         else:
             print_dry_run(console.out(), prepared, sweeps)
         return
-    launcher = Launcher(db=StateDB.open_default(),
-                        remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
-                        on_step=lambda msg: console.err().log(msg))
-    _finish(launcher.launch(prepared), as_json=as_json)
+    with console.Steps() as steps:
+        launcher = Launcher(db=StateDB.open_default(),
+                            remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
+                            on_step=steps.step, on_rsync=steps.detail)
+        result = launcher.launch(prepared)
+    _finish(result, as_json=as_json)
 
 
 def _dry_wandb():  # type: ignore[no-untyped-def]
