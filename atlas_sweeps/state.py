@@ -203,3 +203,83 @@ class StateDB:
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ? ORDER BY submitted DESC LIMIT 1",
                                (job_id.split("_", 1)[0],)).fetchone()
         return _row(JobRecord, row) if row else None
+
+
+# -- last-seen task states (written by ``status``, read by ``status``, ``ls`` and ``cancel``) ----------------
+_TASK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS task_states (
+    launch_id TEXT NOT NULL, job_id TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL,
+    reason TEXT NOT NULL, node TEXT NOT NULL, elapsed INTEGER, time_limit INTEGER, exit_code INTEGER,
+    start TEXT NOT NULL, "end" TEXT NOT NULL, source TEXT NOT NULL, log_line TEXT NOT NULL, seen REAL NOT NULL,
+    PRIMARY KEY (launch_id, job_id, task)
+);
+CREATE TABLE IF NOT EXISTS launch_polls (
+    launch_id TEXT PRIMARY KEY, polled REAL NOT NULL, accounting INTEGER
+);
+"""
+
+
+@dataclass(frozen=True)
+class TaskSeen:
+    """One array task's state as the last successful ``status`` poll saw it."""
+
+    launch_id: str
+    job_id: str
+    task: int
+    state: str
+    reason: str = ""
+    node: str = ""
+    elapsed: int | None = None
+    time_limit: int | None = None
+    exit_code: int | None = None
+    start: str = ""
+    end: str = ""
+    source: str = ""
+    log_line: str = ""
+    seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """When a launch was last polled and whether the cluster had accounting (``sacct``) then."""
+
+    launch_id: str
+    polled: float
+    accounting: bool | None
+
+
+def _ensure_task_tables(db: StateDB) -> sqlite3.Connection:
+    if not getattr(db, "_task_tables", False):
+        db._db.executescript(_TASK_SCHEMA)
+        db._task_tables = True  # type: ignore[attr-defined]
+    return db._db
+
+
+def save_task_states(db: StateDB, launch_id: str, tasks: list[TaskSeen], *, polled: float,
+                     accounting: bool | None) -> None:
+    """Record one poll of a launch: every task's state (replacing the previous) and the poll itself."""
+    conn = _ensure_task_tables(db)
+    cols = [f.name for f in fields(TaskSeen)]
+    sql = (f"INSERT OR REPLACE INTO task_states ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
+           f"VALUES ({', '.join('?' * len(cols))})")
+    with conn:
+        conn.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
+        conn.execute("INSERT OR REPLACE INTO launch_polls (launch_id, polled, accounting) VALUES (?, ?, ?)",
+                     (launch_id, polled, None if accounting is None else int(accounting)))
+
+
+def task_states(db: StateDB, launch_id: str) -> list[TaskSeen]:
+    """The last-seen states of a launch's tasks (empty before its first poll)."""
+    conn = _ensure_task_tables(db)
+    rows = conn.execute("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
+    return [TaskSeen(**dict(r)) for r in rows]
+
+
+def last_poll(db: StateDB, launch_id: str) -> PollRecord | None:
+    """The launch's last successful poll, if any."""
+    conn = _ensure_task_tables(db)
+    row = conn.execute("SELECT * FROM launch_polls WHERE launch_id = ?", (launch_id,)).fetchone()
+    if row is None:
+        return None
+    return PollRecord(launch_id=row["launch_id"], polled=row["polled"],
+                      accounting=None if row["accounting"] is None else bool(row["accounting"]))

@@ -14,6 +14,12 @@ from atlas_sweeps.errors import AtlasError
 # name -> "module:attribute" of the click command; one line per built command.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("atlas_sweeps.cli.launch", "Validate a composite sweep file, create its sweeps and submit them."),
+    "status": ("atlas_sweeps.cli.status", "Live table of launches, sweeps and jobs (--once, --json, --wait)."),
+    "tail": ("atlas_sweeps.cli.tail", "Follow one job's log (JOB is 123 or 123_4) until it ends."),
+    "cancel": ("atlas_sweeps.cli.cancel", "Cancel a launch, a sweep or a job (scancel; stops W&B sweeps)."),
+    "ls": ("atlas_sweeps.cli.ls", "List launches with their sweeps and job counts per state."),
+    "clean": ("atlas_sweeps.cli.clean", "Delete the W&B runs that carry a tag, after listing them."),
+    "sync": ("atlas_sweeps.cli.sync", "Upload the offline runs of local-backend launches with wandb sync."),
     "sandbox": ("atlas_sweeps.cli.sandbox", "Start, stop or inspect the sandbox Slurm cluster on this machine."),
 }
 

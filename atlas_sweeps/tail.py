@@ -1,0 +1,108 @@
+"""``tail``: follow one job's log through the session's one streamed script. The script waits while the job
+is pending, follows the file while it runs (``tail -F``), and reports the final state and exit code; log
+lines come back prefixed ``L `` so nothing a program prints can pass for one of our ``ATLAS`` facts."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from atlas_sweeps.jobstate import normalize_state, parse_exit_code
+from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_line
+
+
+@dataclass(frozen=True)
+class TailEvent:
+    """One thing the tail script said: a log ``line``, a ``state`` change, the ``final`` state, ``missing``."""
+
+    kind: str
+    text: str = ""
+    state: str = ""
+    reason: str = ""
+    exit_code: int | None = None
+
+
+def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float, stream: str = "out") -> str:
+    """Bash that follows ``slurm_id``'s log at ``path`` (None: ask ``scontrol`` for StdOut/StdErr)."""
+    field = "StdErr" if stream == "err" else "StdOut"
+    return "\n".join([
+        EMIT_FUNCTION,
+        "export LC_ALL=C",
+        f"id={shlex.quote(slurm_id)}; file={shlex.quote(path or '')}; n={int(lines)}; every={float(interval):g}",
+        'info() { scontrol -o show job "$id" 2>/dev/null | head -n 1; }',
+        "field() { printf '%s\\n' \"$1\" | tr ' ' '\\n' | sed -n \"s/^$2=//p\" | head -n 1; }",
+        "prefix() { awk '{ print \"L \" $0; fflush() }'; }",
+        'tailpid=""; last=""',
+        "stop_tail() { if [ -n \"$tailpid\" ]; then sleep 1; kill \"$tailpid\" 2>/dev/null; wait \"$tailpid\" 2>/dev/null; sleep 0.2; fi; }",
+        "while :; do",
+        '  line=$(info)',
+        '  if [ -z "$line" ]; then',
+        # Not (or no longer) known to slurmctld: the accounting database has the final word.
+        '    acct=$(sacct -X -n -P -j "$id" --format=State,ExitCode 2>/dev/null | tail -n 1)',
+        '    if [ -z "$acct" ]; then',
+        '      if [ -n "$last" ]; then emit final "UNKNOWN||"; else emit missing "$id"; fi; exit 0',
+        '    fi',
+        '    stop_tail',
+        '    if [ -z "$tailpid" ] && [ -n "$file" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix; fi',
+        '    emit final "${acct%%|*}||${acct#*|}"; exit 0',
+        '  fi',
+        '  [ -n "$file" ] || file=$(field "$line" ' + field + ')',
+        '  st=$(field "$line" JobState); reason=$(field "$line" Reason)',
+        '  if [ "$st|$reason" != "$last" ]; then emit state "$st|$reason"; last="$st|$reason"; fi',
+        '  case "$st" in',
+        '    PENDING|REQUEUED|REQUEUE_HOLD|REQUEUE_FED|RESV_DEL_HOLD) sleep "$every"; continue ;;',
+        '    RUNNING|CONFIGURING|COMPLETING|SUSPENDED|STOPPED|SIGNALING|STAGE_OUT|RESIZING)',
+        '      if [ -z "$tailpid" ]; then tail -n "$n" -F -- "$file" 2>/dev/null > >(prefix) & tailpid=$!; fi',
+        '      sleep "$every"; continue ;;',
+        '  esac',
+        '  stop_tail',
+        '  if [ -z "$tailpid" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix; fi',
+        '  emit final "$st|$reason|$(field "$line" ExitCode)"; exit 0',
+        "done",
+    ]) + "\n"
+
+
+def parse_tail_line(line: str) -> TailEvent | None:
+    """The event one stdout line of ``tail_script`` carries."""
+    if line.startswith("L "):
+        return TailEvent(kind="line", text=line[2:])
+    if line == "L":
+        return TailEvent(kind="line", text="")
+    fact = parse_line(line)
+    if fact is None:
+        return None
+    key, value = fact
+    if key == "missing":
+        return TailEvent(kind="missing", text=value)
+    if key in ("state", "final"):
+        parts = (value.split("|") + ["", ""])[:3]
+        state = normalize_state(parts[0]) if parts[0] else "UNKNOWN"
+        code = parse_exit_code(parts[2]) if key == "final" and parts[2] else None
+        return TailEvent(kind=key, state=state, reason=parts[1] if parts[1] not in ("None", "(null)") else "",
+                         exit_code=code)
+    return None
+
+
+def exit_status(event: TailEvent) -> int:
+    """What ``tail`` exits with for a final state: the job's exit code, else 0 if it completed, else 1."""
+    if event.exit_code:
+        return event.exit_code
+    return 0 if event.state == "COMPLETED" else 1
+
+
+def follow(remote: object, script: str, *, on_event: Callable[[TailEvent], None],
+           stop: object | None = None) -> TailEvent | None:
+    """Run ``script`` streamed on ``remote``, passing each event on; the final (or missing) event."""
+    result: list[TailEvent] = []
+
+    def on_stdout(line: str) -> None:
+        event = parse_tail_line(line)
+        if event is None:
+            return
+        if event.kind in ("final", "missing"):
+            result.append(event)
+        on_event(event)
+
+    remote.stream_script(script, on_stdout=on_stdout, stop=stop)  # type: ignore[attr-defined]
+    return result[-1] if result else None
