@@ -7,7 +7,13 @@ import shlex
 import pytest
 
 from atlas_sweeps.errors import RemoteError
-from atlas_sweeps.sbatch import ArrayChunk, Submission, parse_max_array_size, parse_sbatch_parsable, split_array
+from atlas_sweeps.sbatch import (
+    ArrayChunk,
+    Submission,
+    parse_max_array_size,
+    parse_sbatch_parsable,
+    split_array,
+)
 
 
 def test_parsable_output_forms() -> None:
