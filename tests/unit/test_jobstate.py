@@ -1,0 +1,134 @@
+"""squeue/sacct parsing, array ids, state mapping and the merge, on output recorded from Slurm 22.05."""
+
+from __future__ import annotations
+
+import pytest
+
+from atlas_sweeps.jobstate import (
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TaskState,
+    accounting_missing,
+    category,
+    format_duration,
+    merge_tasks,
+    normalize_state,
+    parse_array_id,
+    parse_duration,
+    parse_exit_code,
+    parse_sacct,
+    parse_squeue,
+    sacct_command,
+    squeue_command,
+)
+
+# squeue --array --states=all --noheader -O ArrayJobID:|,ArrayTaskID:|,JobID:|,State:|,Reason:|,NodeList:|,
+# TimeUsed:|,TimeLimit:|,StartTime:|,EndTime:|,exit_code (sandbox, slurm-wlm 22.05.8)
+SQUEUE = """\
+2|2|2|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0
+2|0|4|RUNNING|None|vm|0:03|10:00|2026-11-28T07:06:58|2026-11-28T07:16:58|0
+2|1|5|COMPLETED|None|vm|0:04|10:00|2026-11-28T07:06:58|2026-11-28T07:07:02|0
+3|0|6|FAILED|NonZeroExitCode|vm|0:01|10:00|2026-11-28T07:06:58|2026-11-28T07:06:59|768
+20|1-5%1|20|CANCELLED|JobArrayTaskLimit||0:00|UNLIMITED|2026-11-28T07:08:36|2026-11-28T07:08:36|0
+99|0|99|RUNNING|None|vm|1-02:03:04|2-00:00:00|2026-11-27T05:00:00|N/A|0
+"""
+
+# sacct -X --parsable2 --noheader -j 2,3,20 --format=JobID,JobIDRaw,State,ExitCode,Elapsed,Timelimit,Start,End,
+# NodeList,Reason
+SACCT = """\
+2_0|4|COMPLETED|0:0|00:00:04|00:10:00|2026-11-28T07:06:58|2026-11-28T07:07:02|vm|None
+2_2|2|COMPLETED|0:0|00:00:02|00:10:00|2026-11-28T07:07:02|2026-11-28T07:07:04|vm|JobArrayTaskLimit
+3_0|6|FAILED|3:0|00:00:01|00:10:00|2026-11-28T07:06:58|2026-11-28T07:06:59|vm|None
+3_1|7|CANCELLED by 1003|0:0|00:00:00|00:10:00|None|2026-11-28T07:08:36|None assigned|None
+20_[2-3,5%1]|20|CANCELLED by 1003|0:0|00:00:00|UNLIMITED|None|2026-11-28T07:08:36|None assigned|None
+22|22|OUT_OF_MEMORY|0:125|00:01:00||2026-11-28T07:08:36|2026-11-28T07:09:36|vm|None
+"""
+
+
+@pytest.mark.parametrize(("text", "job", "tasks"), [
+    ("123", "123", None), ("123_4", "123", (4,)), ("123_[5-9%2]", "123", (5, 6, 7, 8, 9)),
+    ("123_[1,3,7-8]", "123", (1, 3, 7, 8)), ("7_[0-6:3]", "7", (0, 3, 6)), (" 42_0 ", "42", (0,)),
+])
+def test_array_ids_as_users_and_slurm_write_them(text: str, job: str, tasks: tuple[int, ...] | None) -> None:
+    parsed = parse_array_id(text)
+    assert (parsed.job_id, parsed.tasks) == (job, tasks)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12_x", "12-3", "_4", "12_4;rm -rf /"])
+def test_anything_else_is_not_a_job_id(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Slurm job id"):
+        parse_array_id(text)
+
+
+def test_squeue_lines_become_one_state_per_task() -> None:
+    tasks = {(t.job_id, t.task): t for t in parse_squeue(SQUEUE, job_ids=["2", "3", "20", "99"])}
+    assert tasks[("2", 2)].state == "PENDING" and tasks[("2", 2)].reason == "JobArrayTaskLimit"
+    running = tasks[("2", 0)]
+    assert (running.state, running.node, running.elapsed, running.time_limit, running.exit_code, running.end) == \
+        ("RUNNING", "vm", 3, 600, None, "")
+    assert tasks[("2", 1)].exit_code == 0 and tasks[("2", 1)].reason == ""
+    assert tasks[("3", 0)].state == "FAILED" and tasks[("3", 0)].exit_code == 3  # wait status 768
+    assert [tasks[("20", t)].state for t in range(1, 6)] == ["CANCELLED"] * 5  # "1-5%1" expanded
+    assert tasks[("99", 0)].elapsed == 86400 + 2 * 3600 + 3 * 60 + 4 and tasks[("99", 0)].time_limit == 2 * 86400
+
+
+def test_squeue_lines_of_other_arrays_and_noise_are_dropped() -> None:
+    text = SQUEUE + "slurm_load_jobs error: something\n\n"
+    assert {t.job_id for t in parse_squeue(text, job_ids=["3"])} == {"3"}
+
+
+def test_sacct_gives_final_states_and_exit_codes() -> None:
+    tasks = {(t.job_id, t.task): t for t in parse_sacct(SACCT, job_ids=["2", "3", "20", "22"])}
+    assert tasks[("2", 2)].state == "COMPLETED" and tasks[("2", 2)].reason == ""
+    assert tasks[("3", 0)].exit_code == 3 and tasks[("3", 0)].reason == ""
+    assert tasks[("3", 1)].state == "CANCELLED" and tasks[("3", 1)].node == ""
+    assert sorted(t for j, t in tasks if j == "20") == [2, 3, 5]
+    assert tasks[("22", 0)].state == "OUT_OF_MEMORY" and tasks[("22", 0)].exit_code == 128 + 125
+    assert tasks[("22", 0)].time_limit is None
+
+
+@pytest.mark.parametrize(("state", "cat"), [
+    ("PENDING", PENDING), ("RUNNING", RUNNING), ("COMPLETING", RUNNING), ("COMPLETED", DONE),
+    ("CANCELLED by 1003", FAILED), ("TIMEOUT", FAILED), ("OOM", FAILED), ("NODE_FAIL", FAILED),
+])
+def test_slurm_states_map_to_progress_categories(state: str, cat: str) -> None:
+    assert category(normalize_state(state)) == cat
+
+
+def test_durations_and_exit_codes() -> None:
+    assert parse_duration("UNLIMITED") is None and parse_duration("") is None
+    assert parse_duration("0:05") == 5 and parse_duration("1:00:00") == 3600
+    assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+    assert format_duration(90061) == "1-01:01:01" and format_duration(None) == ""
+    assert parse_exit_code("0:9") == 137 and parse_exit_code("2:0") == 2
+    assert parse_exit_code("9", wait_status=True) == 137 and parse_exit_code("x") is None
+
+
+def test_commands_quote_names_and_never_use_sacct_array() -> None:
+    cmd = squeue_command(["atlas-abc-x", "atlas-abc-y;rm"])
+    assert "--array" in cmd and "--noheader" in cmd and "'--name=" not in cmd
+    assert "--name='atlas-abc-x,atlas-abc-y;rm'" in cmd
+    sacct = sacct_command(ids_expr='"$need"', start_expr='"$start"')
+    assert "-X --parsable2 --noheader" in sacct and "--array" not in sacct and "--starttime \"$start\"" in sacct
+
+
+def test_accounting_disabled_is_recognised() -> None:
+    assert accounting_missing("sacct: error: Slurm accounting storage is disabled\n")
+    assert not accounting_missing("sacct: error: Problem talking to the database: Connection refused")
+
+
+def test_merge_prefers_squeue_then_sacct_then_last_seen() -> None:
+    live = [TaskState("2", 0, "RUNNING"), TaskState("2", 1, "FAILED", exit_code=1)]
+    acct = [TaskState("2", 1, "FAILED", exit_code=7, source="sacct"),
+            TaskState("2", 2, "COMPLETED", exit_code=0, source="sacct")]
+    seen = [TaskState("2", 3, "RUNNING", node="vm"), TaskState("2", 4, "COMPLETED", exit_code=0, source="sacct"),
+            TaskState("2", 0, "PENDING")]
+    merged = merge_tasks(arrays={"2": 6}, squeue=live, sacct=acct, last_seen=seen)
+    assert merged[("2", 0)].state == "RUNNING"  # live beats what was seen before
+    assert merged[("2", 1)].exit_code == 7  # sacct fills in the exit code
+    assert merged[("2", 2)].source == "sacct"
+    assert (merged[("2", 3)].state, merged[("2", 3)].source) == ("RUNNING", "last-seen")  # said so
+    assert merged[("2", 4)].source == "sacct"  # a final state stays final
+    assert merged[("2", 5)].state == "UNKNOWN"

@@ -1,0 +1,159 @@
+"""The status model on literal poll output: which arrays need sacct, facts → tasks, the stored last-seen
+states, the default selection, backoff, the table and JSON; tail's events and cancel's targets."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from atlas_sweeps.errors import RemoteError, UsageError
+from atlas_sweeps.remote_protocol import EMIT_FUNCTION
+from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen, save_task_states
+from atlas_sweeps.status import (
+    _NEED_AWK,
+    ArrayQuery,
+    backoff_delay,
+    default_launches,
+    parse_poll,
+    poll_script,
+    stored_status,
+)
+from atlas_sweeps.status_view import render_status, status_document
+from atlas_sweeps.tail import exit_status, parse_tail_line, tail_script
+
+
+def _emit(pairs: list[tuple[str, str]]) -> str:
+    script = EMIT_FUNCTION + "\n" + "\n".join(f"emit {k!r} {v!r}" for k, v in pairs)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+def _need(squeue: str, spec: str) -> set[str]:
+    out = subprocess.run(["awk", "-F|", "-v", f"spec={spec}", "-v", "active=PENDING RUNNING COMPLETING", _NEED_AWK],
+                         input=squeue, capture_output=True, text=True, check=True).stdout
+    return set(filter(None, out.split(",")))
+
+
+def test_sacct_is_asked_only_about_arrays_with_tasks_gone_from_squeue() -> None:
+    squeue = ("2|0|4|RUNNING|None|vm\n2|1|5|PENDING|None|\n"  # all of array 2 active
+              "3|0|6|COMPLETED|None|vm\n3|1|7|RUNNING|None|vm\n"  # one of 3 finished
+              "4|[1-5%2]|4|PENDING|JobArrayTaskLimit|\n4|0|9|RUNNING|None|vm\n")  # remainder counts 5
+    assert _need(squeue, "2:2 3:2 4:6 5:1") == {"3", "5"}  # 5 is not in squeue at all
+
+
+def test_poll_output_becomes_tasks_logs_and_accounting() -> None:
+    out = "motd noise\n" + _emit([
+        ("squeue", "7|0|8|RUNNING|None|vm|0:10|10:00|2026-01-01T00:00:00|N/A|0\n"),
+        ("accounting", "yes"),
+        ("sacct", "7_1|9|COMPLETED|0:0|00:00:04|00:10:00|2026-01-01T00:00:00|2026-01-01T00:00:04|vm|None\n"),
+        ("log:7_0", "step 3/10 loss=0.25"),
+        ("done", "ok"),
+    ])
+    result = parse_poll(out, job_ids=["7"])
+    assert [(t.task, t.state) for t in result.squeue] == [(0, "RUNNING")]
+    assert [(t.task, t.state, t.exit_code) for t in result.sacct] == [(1, "COMPLETED", 0)]
+    assert result.accounting is True and result.log_lines == {("7", 0): "step 3/10 loss=0.25"}
+
+
+def test_a_cluster_without_accounting_is_recognised() -> None:
+    out = _emit([("squeue", ""), ("sacct_error", "sacct: error: Slurm accounting storage is disabled"),
+                 ("done", "ok")])
+    assert parse_poll(out, job_ids=["7"]).accounting is False
+
+
+def test_an_unreachable_controller_or_cut_output_is_an_error_to_retry() -> None:
+    out = _emit([("squeue_error", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)")])
+    with pytest.raises(RemoteError, match="Unable to contact slurm controller"):
+        parse_poll(out, job_ids=["7"])
+    with pytest.raises(RemoteError, match="stopped before its end"):
+        parse_poll(_emit([("squeue", "")]), job_ids=["7"])
+
+
+def test_poll_script_quotes_names_and_log_patterns() -> None:
+    script = poll_script([ArrayQuery(job_id="12", job_name="atlas-a-b'c", task_count=3,
+                                     output="/logs/it's here/%A_%a.out", submitted=1000.0)])
+    assert "pat[12]='/logs/it'\"'\"'s here/%A_%a.out'" in script
+    assert "--name='atlas-a-b'\"'\"'c'" in script
+    assert "date -d @700 " in script and script.count("squeue --array") == 1 and script.count("sacct -X") == 1
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff_delay(n, interval=2) for n in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+    assert backoff_delay(3, interval=120) == 120
+
+
+def _db(tmp_path: Path) -> StateDB:
+    db = StateDB(tmp_path / "state.db")
+    now = time.time()
+    for i, launch_id in enumerate(("old", "mid", "new")):
+        db.add_launch(LaunchRecord(id=launch_id, created=now - 1000 + i, config_path="c.yml", config_text="",
+                                   cluster="sandbox", backend="local", nodes=1, remote_dir="/r", snapshot="",
+                                   status="submitted", total_runs=2, total_hours=1.0))
+        db.add_sweep(SweepRecord(launch_id=launch_id, name="s", tags=("a",), runs=2, jobs=1, config={},
+                                 log_dir="/l", sweep_id=f"{launch_id}/s"))
+        db.add_job(JobRecord(launch_id=launch_id, sweep_name="s", chunk=0, job_id=str(10 + i), job_name="atlas-x-s",
+                             array_spec="0-1%1", task_offset=0, task_count=2, output="/l/%A_%a.out",
+                             error="/l/%A_%a.err", script="/s", submitted=now))
+    return db
+
+
+def test_default_selection_is_unfinished_launches_plus_the_newest(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    done = [TaskSeen(launch_id="old", job_id="10", task=t, state="COMPLETED", exit_code=0) for t in range(2)]
+    save_task_states(db, "old", done, polled=time.time(), accounting=True)
+    save_task_states(db, "mid", [TaskSeen(launch_id="mid", job_id="11", task=0, state="RUNNING"),
+                                 TaskSeen(launch_id="mid", job_id="11", task=1, state="PENDING")],
+                     polled=time.time(), accounting=True)
+    assert [r.id for r in default_launches(db, now=time.time())] == ["new", "mid"]
+    old = stored_status(db, db.launch("old"))
+    assert old.finished and old.counts["done"] == 2 and old.accounting is True
+
+
+def test_table_and_json_show_the_same_tasks(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    save_task_states(db, "new", [
+        TaskSeen(launch_id="new", job_id="12", task=0, state="FAILED", exit_code=3, reason="NonZeroExitCode",
+                 log_line="Traceback: boom"),
+        TaskSeen(launch_id="new", job_id="12", task=1, state="RUNNING", node="vm", elapsed=5, time_limit=600)],
+        polled=time.time(), accounting=True)
+    from atlas_sweeps.status import StatusSnapshot
+
+    snap = StatusSnapshot(launches=(stored_status(db, db.launch("new")),), refreshed=time.time())
+    console = Console(width=140, record=True, color_system=None)
+    console.print(render_status(snap))
+    text = console.export_text()
+    assert "12_0" in text and "FAILED" in text and "Traceback: boom" in text and "0:05 / 10:00" in text
+    assert "1 running" in text and "1 failed" in text
+    doc = status_document(snap)
+    tasks = doc["launches"][0]["sweeps"][0]["tasks"]
+    assert [(t["job_id"], t["state"], t["exit_code"]) for t in tasks] == [("12_0", "FAILED", 3), ("12_1", "RUNNING", None)]
+
+
+def test_tail_events() -> None:
+    assert parse_tail_line("L step 1").text == "step 1"
+    assert parse_tail_line("ATLAS fake line from a program") is None
+    final = parse_tail_line(_emit([("final", "FAILED|NonZeroExitCode|3:0")]).strip())
+    assert (final.kind, final.state, final.exit_code, exit_status(final)) == ("final", "FAILED", 3, 3)
+    done = parse_tail_line(_emit([("final", "COMPLETED||0:0")]).strip())
+    assert exit_status(done) == 0
+    cancelled = parse_tail_line(_emit([("final", "CANCELLED by 0||0:0")]).strip())
+    assert cancelled.state == "CANCELLED" and exit_status(cancelled) == 1
+    subprocess.run(["bash", "-n"], input=tail_script(slurm_id="12_0", path="/a b/12_0.out", lines=5, interval=2),
+                   text=True, check=True)
+
+
+def test_cancel_resolves_launches_sweeps_and_jobs(tmp_path: Path) -> None:
+    from atlas_sweeps.cli.cancel import plan_cancel
+
+    db = _db(tmp_path)
+    assert plan_cancel(db, "new").slurm_ids == ("12",) and plan_cancel(db, "new").jobs == 2
+    assert plan_cancel(db, "12_1").slurm_ids == ("12_1",) and plan_cancel(db, "12_1").jobs == 1
+    assert plan_cancel(db, "mid/s").slurm_ids == ("11",)
+    with pytest.raises(UsageError, match="in 3 launches"):
+        plan_cancel(db, "s")
+    with pytest.raises(UsageError, match="not part of any recorded launch"):
+        plan_cancel(db, "999")
