@@ -123,7 +123,7 @@ class WandbBackend:
             raise BackendError("internal: a dry run must not create sweeps")
         entity = entity or self._default_entity
         config = sweep_config(sweep, launch_id=launch_id)
-        with _wandb_environment(self.base_url), contextlib.redirect_stdout(io.StringIO()), \
+        with wandb_environment(self.base_url), contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()) as err:
             import wandb
 
@@ -215,7 +215,7 @@ def _dq(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _wandb_environment(base_url: str) -> Iterator[None]:
+def wandb_environment(base_url: str) -> Iterator[None]:
     """The wandb client pointed at ``base_url``, quiet, with bounded retries; ``wandb.sweep`` writes
     WANDB_ENTITY/WANDB_PROJECT into the environment, so everything is restored afterwards."""
     saved = dict(os.environ)
