@@ -127,12 +127,11 @@ def footer(snapshot: StatusSnapshot, *, now: float, live: bool) -> Text:
         text.append(f" · next {_clock(snapshot.next_refresh)} (in {wait} s)")
     if snapshot.error:
         text.append("\n")
-        if live:
-            text.append(f"retry {snapshot.failures}: ", style="bold yellow")
-        text.append(f"{snapshot.error}", style="red")
         if live and snapshot.next_refresh:
-            text.append(f" — retrying in {max(0, int(round(snapshot.next_refresh - now)))} s; "
-                        "showing the last good data (stale)", style="yellow")
+            wait = max(0, int(round(snapshot.next_refresh - now)))
+            text.append(f"retry {snapshot.failures} in {wait} s", style="bold yellow")
+            text.append(" (showing the last good data, stale): ", style="yellow")
+        text.append(snapshot.error, style="red")
     return text
 
 
