@@ -167,6 +167,7 @@ class WandbBackend:
         wrapper = f"{layout.sweep_dir(sweep.name)}/{WRAPPER_NAME}"
         preamble = (
             'if [ "${SLURM_PROCID:-0}" != 0 ]; then exit 0; fi  # one agent per task: rank 0 only',
+            'if [ -z "${WANDB_TAGS:-}" ]; then unset WANDB_TAGS; fi  # wandb rejects an empty tag list',
             'atlas_task=$(( ${ATLAS_TASK_OFFSET:-0} + ${SLURM_ARRAY_TASK_ID:-0} ))',
             f"atlas_count=$(( {base} + (atlas_task < {extra} ? 1 : 0) ))",
             _FINISH_FUNCTION,
