@@ -42,11 +42,12 @@ def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, back
     env = {
         "ATLAS_LAUNCH": launch_id,
         "ATLAS_SWEEP": sweep.name,
-        "WANDB_TAGS": ",".join(sweep.spec.tags),
         "WANDB_RUN_GROUP": sweep.name,
         "WANDB_PROJECT": project,
         "WANDB_DIR": layout.wandb_dir(sweep.name),
     }
+    if sweep.spec.tags:  # wandb refuses an empty WANDB_TAGS ("Tag at index 0 is empty")
+        env["WANDB_TAGS"] = ",".join(sweep.spec.tags)
     if entity:
         env["WANDB_ENTITY"] = entity
     if profile.wandb_base_url:

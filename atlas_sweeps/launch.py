@@ -86,15 +86,9 @@ def new_launch_id() -> str:
 
 
 def _credentials_found(profile: Profile) -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-    host = (profile.wandb_base_url or os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
-    host = host.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    try:
-        return f"machine {host}" in netrc.read_text()
-    except OSError:
-        return False
+    from atlas_sweeps.credentials import find_api_key, resolve_base_url
+
+    return find_api_key(resolve_base_url(profile.wandb_base_url)) is not None
 
 
 def choose_backend(requested: str | None, profile: Profile) -> tuple[str, str | None]:
@@ -182,7 +176,10 @@ class Launcher:
             raise UsageError(f"launch {launch_id} was submitted completely; nothing to resume",
                              hint=f"'atlas-sweeps status --launch {launch_id}' shows its jobs")
         prepared = _prepare_recorded(record, cwd=cwd)
-        return self._run(prepared, record, self._backend(prepared))
+        backend = self._backend(prepared)
+        self.on_step("checking the sweep backend")
+        backend.preflight(entity=prepared.entity, project=prepared.project)
+        return self._run(prepared, record, backend)
 
     # -- the steps ----------------------------------------------------------------------------------
     def _backend(self, prepared: Prepared) -> SweepBackend:
@@ -256,8 +253,8 @@ class Launcher:
         if report.problems:
             detail = "; ".join(report.problems)
             raise UsageError(f"preflight on cluster '{prepared.profile.name}' failed: {detail}",
-                              hint="fix the profile (setup lines, slurm options, remote_dir) and launch again; "
-                                   "nothing was created")
+                              hint="fix what it names (often the profile: setup lines, Slurm options, "
+                                   "remote_dir) and launch again; nothing was created")
         return report
 
     def _sync(self, prepared: Prepared, remote: Remote, *, layout: LaunchLayout, launch_id: str) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 from atlas_sweeps.errors import RemoteError
 from atlas_sweeps.remote.base import Result, wrap_for_streaming
 
+_SECRET_VARIABLES = frozenset({"WANDB_API_KEY"})
+
 
 class LocalRemote:
     """Runs everything on this host. ``calls`` counts scripts, streams and rsyncs like ``SshRemote``."""
@@ -20,7 +22,8 @@ class LocalRemote:
     def __init__(self, *, home: Path | None = None) -> None:
         self._home = home or Path.home()
         # Scripts see ``home`` as $HOME, so ``~/`` paths mean the same in scripts and in rsync_path.
-        self._env = {**os.environ, "HOME": str(self._home)}
+        # Jobs inherit sbatch's environment: secrets of this process must not travel with them.
+        self._env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES} | {"HOME": str(self._home)}
         self._calls = 0
         self._lock = threading.Lock()
 
