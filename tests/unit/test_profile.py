@@ -76,8 +76,13 @@ def test_bad_values_are_refused(dirs: tuple[Path, Path]) -> None:
     with pytest.raises(ConfigError, match="backend must be one of"):
         load_profile("a", project_dir=project)
     (user / "clusters" / "a.toml").write_text("status_interval = 0.5\n")
-    with pytest.raises(ConfigError, match="floor"):
+    with pytest.raises(ConfigError, match="floor of 2 s"):
         load_profile("a", project_dir=project)
+    (user / "clusters" / "a.toml").write_text('host = "login.hpc"\nstatus_interval = 2\n')
+    with pytest.raises(ConfigError, match="floor of 5 s"):  # a shared cluster gets a higher floor
+        load_profile("a", project_dir=project)
+    (user / "clusters" / "a.toml").write_text('host = "127.0.0.1"\nport = 2222\nstatus_interval = 2\n')
+    assert load_profile("a", project_dir=project).status_interval == 2  # the sandbox may poll fast
     (user / "clusters" / "a.toml").write_text("host = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_profile("a", project_dir=project)
