@@ -5,6 +5,7 @@ the project file wins for the same name. CLI flags override single options."""
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -201,3 +202,38 @@ def load_profile(name: str | None, *, project_dir: Path) -> Profile:
         hint = "run 'atlas-sweeps sandbox up' first" if chosen.startswith("sandbox") else f"known: {known}"
         raise UsageError(f"no cluster profile named '{chosen}'", hint=hint)
     return profiles[chosen]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML rendering for {value!r}")
+
+
+def profile_toml(profile: Profile, *, header: str = "") -> str:
+    """``profile`` as the TOML file ``load_profile`` reads back (set options only; [slurm] and [wandb] last)."""
+    wandb_keys = {attr: key for key, attr in _WANDB_KEYS.items()}
+    top, wandb = [], []
+    for f in fields(Profile):
+        value = getattr(profile, f.name)
+        if f.name in ("name", "source", "slurm") or value in (None, (), False):
+            continue
+        if f.name in wandb_keys:
+            wandb.append(f"{wandb_keys[f.name]} = {_toml_value(value)}")
+        else:
+            top.append(f"{f.name} = {_toml_value(value)}")
+    slurm = [f"{f.name} = {_toml_value(getattr(profile.slurm, f.name))}" for f in fields(SlurmOptions)
+             if getattr(profile.slurm, f.name) not in (None, ())]
+    parts = [header.rstrip("\n")] if header else []
+    parts.append("\n".join(top))
+    if slurm:
+        parts.append("[slurm]\n" + "\n".join(slurm))
+    if wandb:
+        parts.append("[wandb]\n" + "\n".join(wandb))
+    return "\n\n".join(parts) + "\n"

@@ -4,8 +4,9 @@ cluster profiles) from settings and paths. No I/O here, so every rendered line i
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+from atlas_sweeps.profile import Profile, SlurmOptions, profile_toml
 from atlas_sweeps.sandbox.paths import SandboxPaths
 
 CLUSTER_NAME = "atlas-sandbox"
@@ -177,64 +178,24 @@ Match User {s.user_2fa}
 """
 
 
-@dataclass(frozen=True)
-class Profile:
-    """One cluster profile as the tool's profile loader reads it (TOML)."""
-
-    name: str
-    host: str
-    port: int
-    user: str
-    identity_file: str
-    known_hosts: str
-    remote_dir: str
-    setup: list[str] = field(default_factory=list)
-    interpreter: str = "python"
-    backend: str = "local"
-    status_interval: int = 2
-    slurm: dict[str, str | int] = field(default_factory=dict)
-
-
 def sandbox_profiles(settings: SandboxSettings, paths: SandboxPaths) -> list[Profile]:
     """The two profiles: ``sandbox`` (key only) and ``sandbox-2fa`` (key and password)."""
-    slurm: dict[str, str | int] = {"partition": settings.partition, "time": "00:10:00",
-                                   "cpus_per_task": 1, "mem": "200M"}
-    setup = [f"source /home/{settings.user}/venv/bin/activate"]
+    slurm = SlurmOptions(partition=settings.partition, time="00:10:00", cpus_per_task=1, mem="200M")
+    setup = (f"source /home/{settings.user}/venv/bin/activate",)
 
     def make(name: str, user: str) -> Profile:
         return Profile(name=name, host="127.0.0.1", port=settings.ssh_port, user=user,
                        identity_file=str(paths.user_key(user)), known_hosts=str(paths.known_hosts),
-                       remote_dir=f"/home/{user}/atlas-sweeps", setup=list(setup),
-                       slurm=dict(slurm))
+                       remote_dir=f"/home/{user}/atlas-sweeps", setup=setup, interpreter="python",
+                       backend="local", status_interval=2, slurm=slurm)
 
     # The 2FA user's password stays in the sandbox dir for tests; the tool itself always prompts.
     return [make("sandbox", settings.user), make("sandbox-2fa", settings.user_2fa)]
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML rendering for {value!r}")
-
-
 def render_profile(profile: Profile) -> str:
-    """The profile as TOML, keys in the documented order, ``[slurm]`` table last."""
-    lines = [PROFILE_HEADER.rstrip("\n")]
-    for key in ("host", "port", "user", "identity_file", "known_hosts", "remote_dir",
-                "setup", "interpreter", "backend", "status_interval"):
-        value = getattr(profile, key)
-        if value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
-    lines.append("")
-    lines.append("[slurm]")
-    lines.extend(f"{k} = {_toml_value(v)}" for k, v in profile.slurm.items())
-    return "\n".join(lines) + "\n"
+    """The profile file the sandbox writes: a header that marks it as ours, then the TOML."""
+    return profile_toml(profile, header=PROFILE_HEADER)
 
 
 def known_hosts_line(*, port: int, host_public_key: str) -> str:

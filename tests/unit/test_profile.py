@@ -94,3 +94,15 @@ def test_overrides_touch_only_given_options(dirs: tuple[Path, Path]) -> None:
     profile = load_profile("a", project_dir=project).with_overrides(slurm_time="0:05:00", slurm_partition=None,
                                                                    template="mine.sbatch")
     assert (profile.slurm.partition, profile.slurm.time, profile.template) == ("gpu", "0:05:00", "mine.sbatch")
+
+
+def test_profile_toml_round_trips_through_the_loader(dirs: tuple[Path, Path]) -> None:
+    from atlas_sweeps.profile import Profile, SlurmOptions, profile_toml
+
+    user, project = dirs
+    original = Profile(name="rt", host="login", port=2200, setup=("module load x", 'echo "q"'), wrap="apptainer exec a.sif",
+                       wandb_entity="lab", wandb_online=True, excludes=("data/",), status_interval=30.0,
+                       slurm=SlurmOptions(partition="gpu", gpus=1, extra=("--exclusive",)))
+    (user / "clusters" / "rt.toml").write_text(profile_toml(original, header="# mine"))
+    loaded = load_profile("rt", project_dir=project)
+    assert loaded == Profile(**{**vars(original), "source": loaded.source})
