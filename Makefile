@@ -37,9 +37,12 @@ test: install
 unit: install
 	$(VENV)/bin/pytest tests/unit tests/standin -q
 
+# A real launch on the sandbox: two sweeps of configs/composite_grid.yml, then wait for the six runs and
+# show the final table (exit 0 only when all six completed).
 demo: install
 	$(CLI) sandbox up
-	$(PY) bench/demo.py
+	cd configs && ../$(CLI) launch composite_grid --cluster sandbox --nodes 2
+	$(CLI) status --wait --timeout 600
 
 bench: install
 	$(CLI) sandbox up

@@ -103,19 +103,26 @@ def result_document(result: LaunchResult) -> dict[str, Any]:
 
 
 def print_result(console: Console, result: LaunchResult) -> None:
-    """The table of sweeps, the totals and the next commands to type."""
+    """The table of sweeps, where their logs are, the totals and the next commands to type."""
     launch = result.launch
     table = Table(title=f"launch {launch.id} on {launch.cluster} ({launch.backend} backend)", title_justify="left")
-    for col in ("sweep", "tags", "runs", "job ids", "logs / sweep"):
+    for col in ("sweep", "tags", "runs", "job ids"):
         table.add_column(col, overflow="fold")
     jobs: dict[str, list[str]] = {}
     for job in result.jobs:
         jobs.setdefault(job.sweep_name, []).append(f"{job.job_id}[{job.array_spec}]")
+    urls = [s for s in result.sweeps if s.url]
+    if urls:
+        table.add_column("sweep page", overflow="fold")
     for s in result.sweeps:
-        table.add_row(s.name, ",".join(s.tags), str(s.runs), " ".join(jobs.get(s.name, [])), s.url or s.log_dir)
+        row = [s.name, ",".join(s.tags), str(s.runs), " ".join(jobs.get(s.name, []))]
+        table.add_row(*row, *([s.url or ""] if urls else []))
     console.print(table)
+    log_dirs = {s.log_dir.rsplit("/", 1)[0] for s in result.sweeps if s.log_dir}
+    for log_dir in sorted(log_dirs):
+        console.print(f"logs: {log_dir}/<sweep>/<job>_<task>.out|.err", highlight=False)
     for line in totals_lines(launch.total_runs, launch.total_hours):
         console.print(line)
     first = result.jobs[0].job_id + "_0" if result.jobs else "JOBID"
     console.print(f"next: [bold]atlas-sweeps status --launch {launch.id}[/]   "
-                  f"[bold]atlas-sweeps tail {first}[/]")
+                  f"[bold]atlas-sweeps tail {first}[/]", highlight=False)
