@@ -7,6 +7,7 @@ a sweep is created, and sweep ids and job ids are written down the moment they e
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
 from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config_path
-from atlas_sweeps.errors import RemoteError, UsageError
+from atlas_sweeps.errors import ConfigError, RemoteError, UsageError
 from atlas_sweeps.jobs import PreparedSweep, job_name, prepare_sweep
 from atlas_sweeps.layout import LaunchLayout
 from atlas_sweeps.plan import Plan, build_plan
@@ -103,6 +104,23 @@ def choose_backend(requested: str | None, profile: Profile) -> tuple[str, str | 
                      "on the cluster, upload them later with 'atlas-sweeps sync'")
 
 
+def _check_program(composite: CompositeFile, *, code_dir: Path) -> None:
+    """The program must be in the code that gets synced: jobs run it relative to the snapshot, as W&B's agent
+    runs it relative to its working directory. Launching from the wrong directory is the usual cause."""
+    text = composite.path.read_text()
+    for spec in composite.sweeps:
+        program = spec.config.get("program")
+        command = spec.config.get("command")
+        if not isinstance(program, str) or (command and "${program}" not in command):
+            continue
+        if not Path(program).is_absolute() and not (code_dir / program).exists():
+            match = re.search(r"^program\s*:", text, re.MULTILINE)
+            raise ConfigError(f"program {program!r} is not in {code_dir}, the directory whose code is synced",
+                              path=str(composite.path), line=text[:match.start()].count("\n") + 1 if match else None,
+                              hint="run atlas-sweeps from the directory that holds the program "
+                                   "(where you would run `wandb agent`)")
+
+
 def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prepared:
     """Parse and validate everything local; nothing is contacted."""
     path = resolve_config_path(options.config, cwd=cwd)
@@ -119,6 +137,7 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
     first = composite.sweeps[0].config
     project = options.project or first.get("project") or profile.wandb_project or cwd.name
     entity = options.entity or first.get("entity") or profile.wandb_entity or os.environ.get("WANDB_ENTITY")
+    _check_program(composite, code_dir=cwd)
     plan = build_plan(composite, backend=backend, nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter)

@@ -87,3 +87,10 @@ def test_plain_template_dry_run(tmp_path: Path, clean_env: dict[str, str]) -> No
     live = [line for line in result.stdout.splitlines() if not line.lstrip().startswith("#")]
     assert not any("wandb agent" in line for line in live)
     assert '"${argv[@]}"' in live
+
+
+def test_launch_from_the_wrong_directory_names_the_program_and_the_fix(clean_env: dict[str, str]) -> None:
+    result = run_cli("launch", "configs/composite_grid.yml", "--dry-run", cwd=ROOT, env=clean_env)
+    assert result.returncode == 2
+    assert "composite_grid.yml:1: program 'main.py' is not in" in result.stderr
+    assert "run atlas-sweeps from the directory that holds the program" in result.stderr
