@@ -55,3 +55,9 @@ class BackendError(AtlasError):
 
 class SandboxError(AtlasError):
     """The sandbox cluster could not be brought up, stopped or inspected."""
+
+
+class Interrupted(AtlasError):
+    """The user pressed Ctrl-C; exit code 130 as a shell would give."""
+
+    exit_code = 130

@@ -18,7 +18,7 @@ from typing import Any
 
 from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
 from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config_path
-from atlas_sweeps.errors import ConfigError, RemoteError, UsageError
+from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
 from atlas_sweeps.jobs import PreparedSweep, job_name, prepare_sweep
 from atlas_sweeps.layout import LaunchLayout
 from atlas_sweeps.plan import Plan, build_plan
@@ -179,11 +179,12 @@ class Launcher:
         record = self._record(prepared, launch_id)
         try:
             return self._run(prepared, record, backend)
-        except BaseException:
+        except BaseException as exc:
             current = self.db.launch(launch_id)
             if current and current.status == RECORDED and not any(s.sweep_id for s in self.db.sweeps(launch_id)):
                 self.db.delete_launch(launch_id)  # nothing was created anywhere: leave no trace
-            raise
+                raise
+            raise self._cut_short(launch_id, exc) from None
 
     def resume(self, launch_id: str, *, cwd: Path) -> LaunchResult:
         """Finish a launch that was cut short, submitting nothing twice."""
@@ -198,7 +199,23 @@ class Launcher:
         backend = self._backend(prepared)
         self.on_step("checking the sweep backend")
         backend.preflight(entity=prepared.entity, project=prepared.project)
-        return self._run(prepared, record, backend)
+        try:
+            return self._run(prepared, record, backend)
+        except BaseException as exc:
+            raise self._cut_short(launch_id, exc) from None
+
+    def _cut_short(self, launch_id: str, exc: BaseException) -> BaseException:
+        """A launch that stopped after something was created: mark it partial and say how to finish it."""
+        hint = f"'atlas-sweeps launch --resume {launch_id}' submits the rest, nothing twice"
+        current = self.db.launch(launch_id)
+        if current is None or current.status == SUBMITTED:
+            return exc
+        self.db.update_launch(launch_id, status=PARTIAL)
+        if isinstance(exc, KeyboardInterrupt):
+            return Interrupted(f"interrupted: launch {launch_id} is incomplete", hint=hint)
+        if isinstance(exc, AtlasError) and "--resume" not in str(exc):
+            exc.hint = f"{exc.hint}; {hint}" if exc.hint else hint
+        return exc
 
     # -- the steps ----------------------------------------------------------------------------------
     def _backend(self, prepared: Prepared) -> SweepBackend:
