@@ -1,18 +1,22 @@
 """``tail`` and ``cancel`` on the sandbox through the real CLI: tail waits while a task is pending, follows
-its output as it is written and exits with the job's exit code; cancel leaves no job of a launch in squeue."""
+its output as it is written and exits with the job's exit code; cancel leaves no job of a launch in squeue,
+and for a W&B launch also stops its sweeps on the W&B stand-in, so no agent starts another run."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_status import CLI, DATA, run_cli
+from tests.integration.wandb_helpers import WandbWorkspace, make_workspace, with_login
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +90,38 @@ def test_cancel_asks_then_leaves_no_job_of_the_launch_in_squeue(sandbox, tmp_pat
     assert states == {"CANCELLED"}
 
 
-def test_cancel_of_a_wandb_launch_stops_its_sweeps(sandbox) -> None:
-    pytest.importorskip("atlas_sweeps.backends.wandb", reason="the wandb backend has not landed yet")
-    pytest.skip("needs the W&B stand-in fixture and a wandb launch; see the report")
+@pytest.fixture
+def wandb_ws(sandbox, wandb_standin, tmp_path: Path) -> Iterator[WandbWorkspace]:
+    yield from with_login(make_workspace(tmp_path, sandbox, wandb_standin, label="cancel"))
+
+
+def test_cancel_of_a_wandb_launch_stops_its_sweeps_and_agents(wandb_ws: WandbWorkspace) -> None:
+    ws = wandb_ws
+    shutil.copy(DATA / "status_sleep.py", ws.project / "status_sleep.py")
+    (ws.project / "slow.yml").write_text("program: status_sleep.py\nmethod: grid\nparameters:\n"
+                                         "  seconds:\n    value: 300\n  run:\n    values: [0, 1, 2, 3, 4, 5]\n")
+    doc = json.loads(ws.ok("launch", "slow.yml", "--backend", "wandb", "--nodes", "3", "--cluster", "sbw",
+                           "--project", ws.wandb_project, "--json").stdout)
+    (sweep,) = doc["sweeps"]
+    key = sweep["sweep_id"].split("/")[2]
+    jobs = [j["job_id"] for j in sweep["jobs"]]
+    # Cancel while the agents' first runs are under way (each would take 5 minutes; the program does not
+    # call wandb.init, so its agent's heartbeat is what says it runs).
+    ws.standin.wait_until(lambda: any(r.agent_state == "running" for r in ws.standin.runs_of(key)), timeout=120)
+    assert ws.standin.sweep(key).state == "RUNNING"
+    handed_out = ws.standin.sweep(key).handed_out
+
+    done = ws.cli("cancel", doc["launch"], "--yes")
+    assert done.returncode == 0, done.stderr
+    assert f"stopped W&B sweep {sweep['sweep_id']}" in done.stderr
+    assert ws.standin.sweep(key).state == "FINISHED"  # what WandbBackend.stop sets: no new runs start
+
+    def gone() -> bool:
+        listed = ws.slurm("squeue", "--noheader", "--array", "-j", ",".join(jobs), "-O", "JobArrayID,State")
+        agents = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        return not listed.strip() and not any("wandb agent" in line and key in line for line in agents.splitlines())
+
+    ws.standin.wait_until(gone, timeout=60, interval=1)
+    assert ws.standin.sweep(key).handed_out == handed_out < 6
+    states = ws.sacct(jobs)
+    assert states and all(v.startswith("CANCELLED") for k, v in states.items()), states
