@@ -76,7 +76,8 @@ def remote_calls(runs: int, tmp: Path) -> tuple[float, float]:
 
 def parse_render(tasks: int) -> dict[str, float]:
     """Seconds to parse, merge, and render ``tasks`` array tasks (half running/pending in squeue, half done
-    in sacct), as ``--once`` (every row) and live (40 rows)."""
+    in sacct), as ``--once`` (every row: the plain renderer it uses above PLAIN_ROWS, and rich's Table for
+    comparison) and live (40 rows)."""
     from atlas_sweeps.jobstate import merge_tasks, parse_sacct, parse_squeue
     from atlas_sweeps.state import JobRecord, LaunchRecord, SweepRecord
     from atlas_sweeps.status import StatusSnapshot, build_launch_status
@@ -104,10 +105,15 @@ def parse_render(tasks: int) -> dict[str, float]:
                                  accounting=True)
     figures["parse + merge"] = time.perf_counter() - t0
     snap = StatusSnapshot(launches=(status,), refreshed=time.time())
-    for name, rows in (("render --once (all rows)", None), ("render live (40 rows)", 40)):
-        console = Console(file=io.StringIO(), width=160, color_system=None)
+    views = (("render --once (all rows, plain aligned text)", None, None, False),
+             ("render --once (all rows, plain, colored terminal)", None, None, True),
+             ("render --once (all rows, rich Table as before)", None, False, False),
+             ("render live (40 rows)", 40, None, False))
+    for name, rows, plain, color in views:
+        console = Console(file=io.StringIO(), width=160, color_system="truecolor" if color else None,
+                          force_terminal=color)
         t0 = time.perf_counter()
-        console.print(render_status(snap, live=rows is not None, max_rows=rows))
+        console.print(render_status(snap, live=rows is not None, max_rows=rows, plain=plain), crop=False)
         figures[name] = time.perf_counter() - t0
     t0 = time.perf_counter()
     json.dumps(status_document(snap))

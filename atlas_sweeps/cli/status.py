@@ -124,7 +124,8 @@ def _print(snapshot, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     if as_json:
         click.echo(json.dumps(status_document(snapshot), indent=2))
     else:
-        console.out().print(render_status(snapshot, live=False))
+        # Uncropped: a narrow terminal or pipe wraps a large launch's plain rows rather than losing columns.
+        console.out().print(render_status(snapshot, live=False), crop=False)
 
 
 def _once(poller, launches, *, as_json: bool) -> int:  # type: ignore[no-untyped-def]
