@@ -48,6 +48,7 @@ bench: install
 	$(CLI) sandbox up
 	$(PY) bench/launch.py
 	$(PY) bench/status.py
+	$(PY) bench/snapshot.py
 	$(PY) bench/startup.py
 
 lint: install

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.integration.conftest import SandboxCluster
-from tests.integration.test_wandb_launch import WandbWorkspace, cluster_login, make_workspace
+from tests.integration.wandb_helpers import WandbWorkspace, cluster_login, make_workspace
 from tests.standin.server import StandinServer
 
 
