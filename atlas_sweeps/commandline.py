@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atlas_sweeps.errors import ConfigError
@@ -113,3 +113,27 @@ def build_command(config: Mapping[str, Any], run: Mapping[str, Any], *, interpre
         else:
             argv.append(chunk)
     return argv
+
+
+# For runs whose argv is built here but run on a compute node (the local backend): `${envvar:NAME}` and
+# `${args_json_file}` become tokens that the job replaces at run time, as W&B's agent would resolve them there.
+ARGS_JSON_FILE_TOKEN = "@@ATLAS_ARGS_JSON_FILE@@"
+_ENV_TOKEN = re.compile(r"@@ATLAS_ENV:([A-Z0-9_]*)@@")
+
+
+class _DeferredEnviron(dict):  # type: ignore[type-arg]
+    """An environment whose every variable is a token naming it."""
+
+    def get(self, name: str, default: object = None) -> str:  # type: ignore[override]
+        return f"@@ATLAS_ENV:{name}@@"
+
+
+DEFERRED_ENVIRON: Mapping[str, str] = _DeferredEnviron()
+
+
+def deferred_env_names(argv: Sequence[str]) -> list[str]:
+    """The variables whose tokens ``argv`` holds, in order of first use."""
+    names: list[str] = []
+    for arg in argv:
+        names += [n for n in _ENV_TOKEN.findall(arg) if n not in names]
+    return names

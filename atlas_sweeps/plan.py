@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from atlas_sweeps.commandline import build_command
+from atlas_sweeps.commandline import ARGS_JSON_FILE_TOKEN, DEFERRED_ENVIRON, build_command
 from atlas_sweeps.composite import CompositeFile, SweepSpec
 from atlas_sweeps.errors import UsageError
 from atlas_sweeps.params import count_runs, expand_runs
@@ -14,13 +15,15 @@ from atlas_sweeps.params import count_runs, expand_runs
 
 @dataclass(frozen=True)
 class PlannedSweep:
-    """One sweep to create: its spec, run count, job count and (local backend) each run's argv."""
+    """One sweep to create: its spec, run count, job count and (local backend) each run's parameters and argv
+    (``${envvar:X}`` and ``${args_json_file}`` still as tokens the job resolves on the compute node)."""
 
     spec: SweepSpec
     runs: int
     jobs: int
     hours: float
     run_argv: tuple[tuple[str, ...], ...] = ()
+    run_params: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -61,10 +64,11 @@ def build_plan(composite: CompositeFile, *, backend: str, nodes: int, test_time:
         jobs = min(spec.num_nodes or nodes, runs) if runs else 0
         argv: tuple[tuple[str, ...], ...] = ()
         if backend == "local":
-            expanded = expand_runs(spec.config, count=count, seed=seed)
-            argv = tuple(tuple(build_command(spec.config, run, interpreter=interpreter)) for run in expanded)
+            expanded = tuple(expand_runs(spec.config, count=count, seed=seed))
+            argv = tuple(tuple(build_command(spec.config, run, interpreter=interpreter, environ=DEFERRED_ENVIRON,
+                                             args_json_file=ARGS_JSON_FILE_TOKEN)) for run in expanded)
             runs = len(argv)
-        planned.append(PlannedSweep(spec=spec, runs=runs, jobs=jobs,
-                                    hours=runs * test_time * gpus_per_job, run_argv=argv))
+        planned.append(PlannedSweep(spec=spec, runs=runs, jobs=jobs, hours=runs * test_time * gpus_per_job,
+                                    run_argv=argv, run_params=expanded if backend == "local" else ()))
     return Plan(config_path=composite.path, backend=backend, nodes=nodes, test_time=test_time,
                 gpus_per_job=gpus_per_job, sweeps=tuple(planned))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 
 from atlas_sweeps.backends.base import CreatedSweep, JobCommand
+from atlas_sweeps.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
 from atlas_sweeps.layout import LaunchLayout
 from atlas_sweeps.plan import PlannedSweep
 
@@ -40,11 +41,17 @@ class LocalBackend:
             wrap: str | None) -> JobCommand:
         args_dir = layout.args_dir(sweep.name)
         files = {f"{args_dir}/{i}.args": encode_argv(argv) for i, argv in enumerate(sweep.run_argv)}
-        preamble = (
+        preamble = [
             'task=$(( ${ATLAS_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID ))',
             f"mapfile -d '' -t argv < {shlex.quote(args_dir)}/\"$task\".args",
-            'echo "atlas-sweeps: run $task: ${argv[*]}" >&2',
-        )
+        ]
+        # Tokens resolved here, on the compute node, by pattern substitution: no value is re-parsed by a shell.
+        if any(ARGS_JSON_FILE_TOKEN in arg for argv in sweep.run_argv for arg in argv):
+            files.update({f"{args_dir}/{i}.json": args_json(run).encode() for i, run in enumerate(sweep.run_params)})
+            preamble.append(f'argv=("${{argv[@]//"{ARGS_JSON_FILE_TOKEN}"/{shlex.quote(args_dir)}/"$task".json}}")')
+        for name in deferred_env_names([arg for argv in sweep.run_argv for arg in argv]):
+            preamble.append(f'argv=("${{argv[@]//"@@ATLAS_ENV:{name}@@"/"${{{name}-{name}}}"}}")')
+        preamble.append('echo "atlas-sweeps: run $task: ${argv[*]}" >&2')
         command = f'{wrap} "${{argv[@]}}"' if wrap else '"${argv[@]}"'
-        return JobCommand(tasks=sweep.runs, throttle=max(1, sweep.jobs), preamble=preamble, command=command,
+        return JobCommand(tasks=sweep.runs, throttle=max(1, sweep.jobs), preamble=tuple(preamble), command=command,
                           files=files)

@@ -3,6 +3,7 @@ program through the NUL-separated argument files, read back by bash as a job wou
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -99,3 +100,31 @@ def test_job_env_offline_unless_online_and_no_secrets(tmp_path: Path, monkeypatc
         [sub] = prepared.submissions
         assert sub.job_name == "atlas-l2-composite_grid_iso_tests-hp1_iso"
         assert sub.output == "/r/logs/l2/composite_grid_iso_tests-hp1_iso/%A_%a.out"
+
+
+def test_envvar_and_args_json_file_resolve_on_the_compute_node(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "cmd.yml"
+    sweep_file.write_text(
+        "program: prog.py\nmethod: grid\nparameters:\n  lr: {values: [0.1, 0.2]}\n"
+        "command: ['${env}', '${interpreter}', '${program}', '--cfg', '${args_json_file}', "
+        "'--home=${envvar:NODE_HOME}', '${envvar:NOT_SET_X}']\n")
+    plan = build_plan(load_composite(sweep_file), backend="local", nodes=1, test_time=1, gpus_per_job=1)
+    sweep = plan.sweeps[0]
+    layout = LaunchLayout(root=str(tmp_path / "remote"), launch_id="l3")
+    backend = LocalBackend()
+    prepared = prepare_sweep(sweep, backend.create(sweep, launch_id="l3", entity=None, project="p"), backend=backend,
+                             profile=Profile(name="t"), layout=layout, template=load_template(None), launch_id="l3",
+                             project="p", entity=None, max_array_size=1001)
+    for path, data in prepared.files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    (tmp_path / "remote" / "snapshots" / "l3").mkdir(parents=True)
+    script = prepared.script_text.replace('\n"${argv[@]}"', "\nprintf '%s\\n' \"${argv[@]}\"")
+    node_home = "/scratch/a b&c $(x)"
+    for task, lr in enumerate((0.1, 0.2)):
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                             env={"SLURM_ARRAY_TASK_ID": str(task), "PATH": "/usr/bin:/bin",
+                                  "NODE_HOME": node_home}).stdout.splitlines()
+        json_file = f"{layout.args_dir(sweep.name)}/{task}.json"
+        assert out == ["/usr/bin/env", "python", "prog.py", "--cfg", json_file, f"--home={node_home}", "NOT_SET_X"]
+        assert json.loads(Path(json_file).read_text()) == {"lr": lr}
