@@ -21,7 +21,6 @@ WANDB_KEYS = ("program", "method", "parameters", "metric", "metrics", "command",
               "run_cap", "name", "description", "project", "entity", "job", "image_uri", "controller",
               "scheduler", "apiVersion", "kind")
 PRIVATE_KEYS = ("_num_trials", "_num_nodes")
-PARAM_PRIVATE_KEYS = ("_num_trials", "_num_nodes")
 METHODS = ("grid", "random", "bayes")
 SUFFIXES = (".yml", ".yaml")
 # Macros W&B's agent expands when a `command:` item is exactly `${name}` (wandb_agent.Agent._command_run).

@@ -144,10 +144,6 @@ class StateDB:
             db.execute(f"INSERT INTO launches ({cols}) VALUES ({', '.join('?' * len(values))})",
                        tuple(values.values()))
 
-    def set_launch_status(self, launch_id: str, status: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE launches SET status = ? WHERE id = ?", (status, launch_id))
-
     def update_launch(self, launch_id: str, **changes: Any) -> None:
         cols = ", ".join(f"{k} = ?" for k in changes)
         with self._tx() as db:

@@ -4,7 +4,7 @@ YAML 1.2 floats (`1e-5` is a float, not the string PyYAML's YAML 1.1 rules make 
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,6 @@ class LineMap:
                 return self.lines[key]
             key = key[:-1]
         return self.lines.get((), default)
-
-    def exact(self, *path: Hashable) -> int | None:
-        """Line of exactly ``path``, or None."""
-        return self.lines.get(tuple(_norm(p) for p in path))
 
 
 def _norm(part: Hashable) -> Hashable:
@@ -135,8 +131,3 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
         raise ConfigError(f"cannot read the file: {exc.strerror}", path=str(path),
                           hint="check the path and its permissions") from None
     return loads_yaml(text, path=path)
-
-
-def key_text(path: Sequence[Hashable]) -> str:
-    """A key path as the user would write it: ``parameters.subtests.a,b.hp1``."""
-    return ".".join(str(p) for p in path)

@@ -49,7 +49,6 @@ def test_line_map_gives_lines_of_keys_and_list_items(tmp_path: Path) -> None:
     assert lines.line("parameters", "hp1", "values", 1) == 6
     # unknown paths fall back to the nearest known ancestor
     assert lines.line("parameters", "hp1", "nope") == 3
-    assert lines.exact("parameters", "nope") is None
 
 
 def test_duplicate_key_names_file_and_line_of_second(tmp_path: Path) -> None:
