@@ -69,6 +69,22 @@ class Remote(Protocol):
         ...
 
 
+class CallCounter:
+    """Counts a Remote's round trips (thread-safe: rsync relays and streams run in threads)."""
+
+    def __init__(self) -> None:
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    def _count(self) -> None:
+        with self._lock:
+            self._calls += 1
+
+
 @dataclass(frozen=True)
 class RemoteTarget:
     """Where the login node is. ``host`` of None or ``"local"`` means this machine (no SSH)."""

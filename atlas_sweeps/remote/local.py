@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atlas_sweeps.errors import RemoteError
-from atlas_sweeps.remote.base import Result, wrap_for_streaming
+from atlas_sweeps.remote.base import CallCounter, Result, wrap_for_streaming
 
 _SECRET_VARIABLES = frozenset({"WANDB_API_KEY"})
 
 
-class LocalRemote:
+class LocalRemote(CallCounter):
     """Runs everything on this host. ``calls`` counts scripts, streams and rsyncs like ``SshRemote``."""
 
     def __init__(self, *, home: Path | None = None) -> None:
@@ -24,16 +24,7 @@ class LocalRemote:
         # Scripts see ``home`` as $HOME, so ``~/`` paths mean the same in scripts and in rsync_path.
         # Jobs inherit sbatch's environment: secrets of this process must not travel with them.
         self._env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES} | {"HOME": str(self._home)}
-        self._calls = 0
-        self._lock = threading.Lock()
-
-    @property
-    def calls(self) -> int:
-        return self._calls
-
-    def _count(self) -> None:
-        with self._lock:
-            self._calls += 1
+        CallCounter.__init__(self)
 
     def run_script(self, script: str, *, timeout: float | None = None) -> Result:
         self._count()

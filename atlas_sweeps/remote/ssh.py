@@ -20,7 +20,7 @@ from typing import Any
 import paramiko
 
 from atlas_sweeps.errors import HostKeyError, RemoteError
-from atlas_sweeps.remote.base import RemoteTarget, Result, wrap_for_streaming
+from atlas_sweeps.remote.base import CallCounter, RemoteTarget, Result, wrap_for_streaming
 from atlas_sweeps.remote.hostkeys import (
     HostKeyVerdict,
     changed_key_message,
@@ -91,7 +91,7 @@ def _load_ssh_config() -> paramiko.SSHConfig:
     return paramiko.SSHConfig.from_path(str(path)) if path.is_file() else paramiko.SSHConfig()
 
 
-class SshRemote:
+class SshRemote(CallCounter):
     """The login node over one SSH connection. Build with ``SshRemote.connect``; ``close`` when done."""
 
     def __init__(self, transports: list[paramiko.Transport], *, label: str) -> None:
@@ -99,8 +99,7 @@ class SshRemote:
         self._transport = transports[-1]
         self.label = label
         self._slots = threading.BoundedSemaphore(MAX_CHANNELS)
-        self._calls = 0
-        self._lock = threading.Lock()
+        CallCounter.__init__(self)
         self._relay: Relay | None = None
 
     @classmethod
@@ -117,14 +116,6 @@ class SshRemote:
                 transport.close()
             raise
         return cls(transports, label=endpoint.label)
-
-    @property
-    def calls(self) -> int:
-        return self._calls
-
-    def _count(self) -> None:
-        with self._lock:
-            self._calls += 1
 
     def _open_channel(self) -> paramiko.Channel:
         self._slots.acquire()
