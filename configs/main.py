@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(args.steps):
         loss *= 0.8
         run.log({"train_loss": loss}, step=step)
+        print(f"step {step}: train_loss={loss:.4f}", flush=True)
         time.sleep(0.05)
     run.summary["valid_loss"] = loss * 1.1
     exit_code = args.fail_with if args.fail_with is not None else int(os.environ.get("ATLAS_EXAMPLE_EXIT", "0"))
     run.finish(exit_code=exit_code)
+    print(f"done: valid_loss={loss * 1.1:.4f} exit={exit_code}", flush=True)
     return exit_code
 
 
