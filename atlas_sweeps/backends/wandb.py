@@ -173,7 +173,9 @@ class WandbBackend:
             _FINISH_FUNCTION,
             "atlas_bin=$(mktemp -d \"${TMPDIR:-/tmp}/atlas-sweeps.XXXXXX\")",
             "trap atlas_finish EXIT",
-            "atlas_python=$(command -v python || command -v python3 || true)",
+            # The interpreter the agent's runs will find: inside the container when the profile wraps one.
+            (f"atlas_python=$({wrap} sh -c 'command -v python || command -v python3' 2>/dev/null || true)" if wrap
+             else "atlas_python=$(command -v python || command -v python3 || true)"),
             'if [ -n "$atlas_python" ]; then',
             f"  {{ printf '#!%s\\n' \"$atlas_python\"; cat {shlex.quote(wrapper)}; }} > \"$atlas_bin/python\"",
             '  chmod +x "$atlas_bin/python"',

@@ -196,12 +196,13 @@ class _Handler(BaseHTTPRequestHandler):
         variables: dict[str, Any] | None = None,
     ) -> None:
         data = json.dumps(payload).encode()
+        # Logged before the answer leaves, so a client that has its answer always finds its request logged.
+        self.standin._log(RequestRecord(self.command, self.path, status, operation, variables or {}))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.standin._log(RequestRecord(self.command, self.path, status, operation, variables or {}))
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -224,11 +225,11 @@ class _Handler(BaseHTTPRequestHandler):
             run, name = self._upload_target(path)
             if run is not None and name in run.files:
                 data = run.files[name]
+                self.standin._log(RequestRecord("GET", self.path, 200))
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                self.standin._log(RequestRecord("GET", self.path, 200))
                 return
         self._send(404, {"error": f"stand-in: nothing at GET {path}"})
 

@@ -210,6 +210,8 @@ def test_wrap_prefixes_the_agent_and_no_key_is_in_the_job(tmp_path: Path, monkey
     monkeypatch.setenv("WANDB_API_KEY", "secret_key_" + "s" * 40)
     script, files = _render(tmp_path, _plan()[0], wrap="singularity exec img.sif")
     assert "\nsingularity exec img.sif wandb agent --forward-signals" in script
+    # the exit-code wrapper must start the container's python, not the host's
+    assert "atlas_python=$(singularity exec img.sif sh -c 'command -v python || command -v python3'" in script
     blob = script + "".join(d.decode() for d in files.values())
     assert "secret_key_" not in blob and "WANDB_API_KEY" not in blob
 
