@@ -67,7 +67,11 @@ def tail(job: str, stderr: bool, lines: int, cluster: str | None, accept_new_hos
     if launch is not None:
         profile = load_profile(cluster or launch.cluster, project_dir=project_dir_of(launch))
     else:
-        profile = load_profile(cluster, project_dir=Path.cwd())
+        try:
+            profile = load_profile(cluster, project_dir=Path.cwd())
+        except UsageError as exc:
+            raise UsageError(f"job {job} is not in the state database, so it is looked up on a cluster: "
+                             f"{exc.message}", hint=exc.hint) from None
     err = console.err()
 
     def on_event(event) -> None:  # type: ignore[no-untyped-def]
