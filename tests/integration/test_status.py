@@ -87,9 +87,13 @@ def test_live_table_in_tmux_changes_and_survives_sshd_restart(launched: dict) ->
     sandbox = launched["sandbox"]
     session = f"atlas-status-{os.getpid()}"
     env = f"ATLAS_SWEEPS_STATE_DIR={launched['state']} "
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                    f"{env}{CLI} status --launch {launched['launch']}; sleep 30"], check=True)
+    # As a person does it: a terminal with a shell first (a command started with the pane itself can see
+    # tmux's initial 80x24 before the pane takes its size), then the command typed into it.
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"], check=True)
     try:
+        _wait_pane(session, lambda t: t.strip() != "", timeout=10)  # the shell's prompt
+        subprocess.run(["tmux", "send-keys", "-t", session, f"{env}{CLI} status --launch {launched['launch']}",
+                        "Enter"], check=True)
         first = _wait_pane(session, lambda t: "last refresh" in t, timeout=20)
         job = launched["job_id"]
         rows = {i: _row(first, f"{job}_{i}") for i in range(5)}
