@@ -31,6 +31,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     submitted REAL NOT NULL, PRIMARY KEY (launch_id, sweep_name, chunk)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id);
+-- last-seen task states: written by status, read by status, ls and cancel
+CREATE TABLE IF NOT EXISTS task_states (
+    launch_id TEXT NOT NULL, job_id TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL,
+    reason TEXT NOT NULL, node TEXT NOT NULL, elapsed INTEGER, time_limit INTEGER, exit_code INTEGER,
+    start TEXT NOT NULL, "end" TEXT NOT NULL, source TEXT NOT NULL, log_line TEXT NOT NULL, seen REAL NOT NULL,
+    PRIMARY KEY (launch_id, job_id, task)
+);
+CREATE TABLE IF NOT EXISTS launch_polls (
+    launch_id TEXT PRIMARY KEY, polled REAL NOT NULL, accounting INTEGER
+);
 """
 
 
@@ -166,7 +176,8 @@ class StateDB:
     def delete_launch(self, launch_id: str) -> None:
         """Forget a launch that created nothing anywhere."""
         with self._tx() as db:
-            for table, col in (("jobs", "launch_id"), ("sweeps", "launch_id"), ("launches", "id")):
+            for table, col in (("task_states", "launch_id"), ("launch_polls", "launch_id"), ("jobs", "launch_id"),
+                               ("sweeps", "launch_id"), ("launches", "id")):
                 db.execute(f"DELETE FROM {table} WHERE {col} = ?", (launch_id,))
 
     def add_job(self, rec: JobRecord) -> None:
@@ -200,19 +211,30 @@ class StateDB:
                                (job_id.split("_", 1)[0],)).fetchone()
         return _row(JobRecord, row) if row else None
 
+    # -- last-seen task states (``status`` writes them; ``status``, ``ls`` and ``cancel`` read them) ----------
+    def save_task_states(self, launch_id: str, tasks: list[TaskSeen], *, polled: float,
+                         accounting: bool | None) -> None:
+        """Record one poll of a launch: every task's state (replacing the previous) and the poll itself."""
+        cols = [f.name for f in fields(TaskSeen)]
+        sql = (f"INSERT OR REPLACE INTO task_states ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
+               f"VALUES ({', '.join('?' * len(cols))})")
+        with self._tx() as db:
+            db.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
+            db.execute("INSERT OR REPLACE INTO launch_polls (launch_id, polled, accounting) VALUES (?, ?, ?)",
+                       (launch_id, polled, None if accounting is None else int(accounting)))
 
-# -- last-seen task states (written by ``status``, read by ``status``, ``ls`` and ``cancel``) ----------------
-_TASK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS task_states (
-    launch_id TEXT NOT NULL, job_id TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL,
-    reason TEXT NOT NULL, node TEXT NOT NULL, elapsed INTEGER, time_limit INTEGER, exit_code INTEGER,
-    start TEXT NOT NULL, "end" TEXT NOT NULL, source TEXT NOT NULL, log_line TEXT NOT NULL, seen REAL NOT NULL,
-    PRIMARY KEY (launch_id, job_id, task)
-);
-CREATE TABLE IF NOT EXISTS launch_polls (
-    launch_id TEXT PRIMARY KEY, polled REAL NOT NULL, accounting INTEGER
-);
-"""
+    def task_states(self, launch_id: str) -> list[TaskSeen]:
+        """The last-seen states of a launch's tasks (empty before its first poll)."""
+        rows = self._db.execute("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
+        return [TaskSeen(**dict(r)) for r in rows]
+
+    def last_poll(self, launch_id: str) -> PollRecord | None:
+        """The launch's last successful poll, if any."""
+        row = self._db.execute("SELECT * FROM launch_polls WHERE launch_id = ?", (launch_id,)).fetchone()
+        if row is None:
+            return None
+        return PollRecord(launch_id=row["launch_id"], polled=row["polled"],
+                          accounting=None if row["accounting"] is None else bool(row["accounting"]))
 
 
 @dataclass(frozen=True)
@@ -242,40 +264,3 @@ class PollRecord:
     launch_id: str
     polled: float
     accounting: bool | None
-
-
-def _ensure_task_tables(db: StateDB) -> sqlite3.Connection:
-    if not getattr(db, "_task_tables", False):
-        db._db.executescript(_TASK_SCHEMA)
-        db._task_tables = True  # type: ignore[attr-defined]
-    return db._db
-
-
-def save_task_states(db: StateDB, launch_id: str, tasks: list[TaskSeen], *, polled: float,
-                     accounting: bool | None) -> None:
-    """Record one poll of a launch: every task's state (replacing the previous) and the poll itself."""
-    conn = _ensure_task_tables(db)
-    cols = [f.name for f in fields(TaskSeen)]
-    sql = (f"INSERT OR REPLACE INTO task_states ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
-           f"VALUES ({', '.join('?' * len(cols))})")
-    with conn:
-        conn.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
-        conn.execute("INSERT OR REPLACE INTO launch_polls (launch_id, polled, accounting) VALUES (?, ?, ?)",
-                     (launch_id, polled, None if accounting is None else int(accounting)))
-
-
-def task_states(db: StateDB, launch_id: str) -> list[TaskSeen]:
-    """The last-seen states of a launch's tasks (empty before its first poll)."""
-    conn = _ensure_task_tables(db)
-    rows = conn.execute("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
-    return [TaskSeen(**dict(r)) for r in rows]
-
-
-def last_poll(db: StateDB, launch_id: str) -> PollRecord | None:
-    """The launch's last successful poll, if any."""
-    conn = _ensure_task_tables(db)
-    row = conn.execute("SELECT * FROM launch_polls WHERE launch_id = ?", (launch_id,)).fetchone()
-    if row is None:
-        return None
-    return PollRecord(launch_id=row["launch_id"], polled=row["polled"],
-                      accounting=None if row["accounting"] is None else bool(row["accounting"]))

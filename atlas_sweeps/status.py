@@ -36,9 +36,6 @@ from atlas_sweeps.state import (
     StateDB,
     SweepRecord,
     TaskSeen,
-    last_poll,
-    save_task_states,
-    task_states,
 )
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
@@ -277,8 +274,8 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
 
 def stored_status(db: StateDB, launch: LaunchRecord, *, stale: bool = False, error: str | None = None) -> LaunchStatus:
     """A launch as the database last saw it (no remote call)."""
-    seen = task_states(db, launch.id)
-    poll = last_poll(db, launch.id)
+    seen = db.task_states(launch.id)
+    poll = db.last_poll(launch.id)
     states = {(s.job_id, s.task): _seen_to_state(s) for s in seen}
     logs = {(s.job_id, s.task): s.log_line for s in seen if s.log_line}
     return build_launch_status(launch, db.sweeps(launch.id), db.jobs(launch.id), states=states, log_lines=logs,
@@ -291,7 +288,7 @@ def is_unfinished(db: StateDB, launch: LaunchRecord, *, now: float) -> bool:
     jobs = db.jobs(launch.id)
     if not jobs:
         return False
-    seen = task_states(db, launch.id)
+    seen = db.task_states(launch.id)
     if not seen:
         return now - launch.created < RECENT_SECONDS
     if any(category(s.state) in (PENDING, RUNNING) for s in seen):
@@ -378,7 +375,7 @@ class Poller:
         arrays: list[ArrayQuery] = []
         for rec in recs:
             jobs = self.db.jobs(rec.id)
-            seen = {(s.job_id, s.task): s for s in task_states(self.db, rec.id)}
+            seen = {(s.job_id, s.task): s for s in self.db.task_states(rec.id)}
             plans[rec.id] = (jobs, seen)
             for job in jobs:
                 done = all(key in seen and is_terminal(seen[key].state)
@@ -396,13 +393,13 @@ class Poller:
         statuses = []
         for rec in recs:
             jobs, seen = plans[rec.id]
-            prev = last_poll(self.db, rec.id)
+            prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
             states = merge_tasks(arrays={j.job_id: j.task_count for j in jobs}, squeue=result.squeue,
                                  sacct=result.sacct, last_seen=[_seen_to_state(s) for s in seen.values()])
             logs = {key: s.log_line for key, s in seen.items() if s.log_line}
             logs.update({k: v for k, v in result.log_lines.items() if v})
-            save_task_states(self.db, rec.id, [_to_seen(rec.id, st, logs.get(key, ""), now)
+            self.db.save_task_states(rec.id, [_to_seen(rec.id, st, logs.get(key, ""), now)
                                                for key, st in states.items()], polled=now, accounting=accounting)
             notes = []
             if accounting is False and any(s.source == "last-seen" for s in states.values()):

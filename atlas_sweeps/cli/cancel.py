@@ -25,9 +25,8 @@ class CancelPlan:
 
 def _unfinished(db, launch_id: str, job, tasks) -> int:  # type: ignore[no-untyped-def]
     from atlas_sweeps.jobstate import is_terminal
-    from atlas_sweeps.state import task_states
 
-    seen = {(s.job_id, s.task): s.state for s in task_states(db, launch_id)}
+    seen = {(s.job_id, s.task): s.state for s in db.task_states(launch_id)}
     wanted = range(job.task_count) if tasks is None else tasks
     return sum(1 for t in wanted if not is_terminal(seen.get((job.job_id, t), "PENDING")))
 

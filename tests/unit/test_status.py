@@ -12,7 +12,7 @@ from rich.console import Console
 
 from atlas_sweeps.errors import RemoteError, UsageError
 from atlas_sweeps.remote_protocol import EMIT_FUNCTION
-from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen, save_task_states
+from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
 from atlas_sweeps.status import (
     _NEED_AWK,
     ArrayQuery,
@@ -104,8 +104,8 @@ def _db(tmp_path: Path) -> StateDB:
 def test_default_selection_is_unfinished_launches_plus_the_newest(tmp_path: Path) -> None:
     db = _db(tmp_path)
     done = [TaskSeen(launch_id="old", job_id="10", task=t, state="COMPLETED", exit_code=0) for t in range(2)]
-    save_task_states(db, "old", done, polled=time.time(), accounting=True)
-    save_task_states(db, "mid", [TaskSeen(launch_id="mid", job_id="11", task=0, state="RUNNING"),
+    db.save_task_states("old", done, polled=time.time(), accounting=True)
+    db.save_task_states("mid", [TaskSeen(launch_id="mid", job_id="11", task=0, state="RUNNING"),
                                  TaskSeen(launch_id="mid", job_id="11", task=1, state="PENDING")],
                      polled=time.time(), accounting=True)
     assert [r.id for r in default_launches(db, now=time.time())] == ["new", "mid"]
@@ -115,7 +115,7 @@ def test_default_selection_is_unfinished_launches_plus_the_newest(tmp_path: Path
 
 def test_table_and_json_show_the_same_tasks(tmp_path: Path) -> None:
     db = _db(tmp_path)
-    save_task_states(db, "new", [
+    db.save_task_states("new", [
         TaskSeen(launch_id="new", job_id="12", task=0, state="FAILED", exit_code=3, reason="NonZeroExitCode",
                  log_line="Traceback: boom"),
         TaskSeen(launch_id="new", job_id="12", task=1, state="RUNNING", node="vm", elapsed=5, time_limit=600)],
