@@ -53,6 +53,7 @@ class ArrayQuery:
     task_count: int
     output: str  # log pattern (%A_%a)
     submitted: float
+    recheck: tuple[int, ...] = ()  # tasks running at the last poll: their final log line is read once more
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,18 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         '    else emit sacct_error "$(cat "$errf")"; fi',
         '  fi',
         'fi',
-        f"printf '%s\\n' \"$sq\" | awk -F'|' '{{gsub(/ /, \"\")}} $4 == \"RUNNING\" {{print $1, $2, $3}}' "
-        f"| head -n {MAX_LOG_TASKS} | while read -r aj t raw; do",
-        '  p=${pat[$aj]:-}; [ -n "$p" ] || continue',
-        '  f=${p//%A/$aj}; f=${f//%a/$t}; f=${f//%j/$raw}',
-        '  [ -r "$f" ] || continue',
+        "lastline() {  # ARRAY_ID TASK RAW_ID: emit the task's last non-empty log line, bounded in bytes",
+        '  local p=${pat[$1]:-} f l; [ -n "$p" ] || return 0',
+        '  f=${p//%A/$1}; f=${f//%a/$2}; f=${f//%j/$3}',
+        '  [ -r "$f" ] || return 0',
         "  l=$(tail -c 4096 -- \"$f\" 2>/dev/null | tr '\\r' '\\n' | grep -v '^[[:space:]]*$' | tail -n 1 "
         f"| head -c {LOG_LINE_BYTES})",
-        '  emit "log:${aj}_$t" "$l"',
-        "done",
+        '  emit "log:${1}_$2" "$l"',
+        "}",
+        f"printf '%s\\n' \"$sq\" | awk -F'|' '{{gsub(/ /, \"\")}} $4 == \"RUNNING\" {{print $1, $2, $3}}' "
+        f"| head -n {MAX_LOG_TASKS} | while read -r aj t raw; do lastline \"$aj\" \"$t\" \"$raw\"; done",
+        *(f"lastline {a.job_id} {t} {a.job_id}_{t}" for a in arrays if a.job_id.isdigit()
+          for t in a.recheck[:MAX_LOG_TASKS]),
         'rm -f "$errf"',
         "emit done ok",
     ]
@@ -381,8 +385,10 @@ class Poller:
                 done = all(key in seen and is_terminal(seen[key].state)
                            for key in ((job.job_id, t) for t in range(job.task_count)))
                 if not done:  # finished arrays are never asked about again
+                    recheck = tuple(t for t in range(job.task_count)
+                                    if (job.job_id, t) in seen and seen[(job.job_id, t)].state == "RUNNING")
                     arrays.append(ArrayQuery(job_id=job.job_id, job_name=job.job_name, task_count=job.task_count,
-                                             output=job.output, submitted=job.submitted))
+                                             output=job.output, submitted=job.submitted, recheck=recheck))
         result = PollResult(squeue=[], sacct=[], accounting=None, log_lines={})
         if arrays:
             remote = self._remote(cluster)

@@ -157,3 +157,19 @@ def test_cancel_resolves_launches_sweeps_and_jobs(tmp_path: Path) -> None:
         plan_cancel(db, "s")
     with pytest.raises(UsageError, match="not part of any recorded launch"):
         plan_cancel(db, "999")
+
+
+def test_a_task_that_finished_since_the_last_poll_gets_its_final_log_line(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name, body in {"squeue": "exit 0", "sacct": 'echo "7_0|8|COMPLETED|0:0|00:00:04|00:10:00|x|y|vm|None"'}.items():
+        (bindir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bindir / name).chmod(0o755)
+    (tmp_path / "7_0.out").write_text("step 1\nstep 2\ndone: valid_loss=0.75\n\n")
+    (tmp_path / "7_1.out").write_text("never re-read: it was not running\n")
+    script = poll_script([ArrayQuery(job_id="7", job_name="atlas-l-s", task_count=2,
+                                     output=f"{tmp_path}/%A_%a.out", submitted=time.time(), recheck=(0,))])
+    out = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, check=True,
+                         env={"PATH": f"{bindir}:/usr/bin:/bin"}).stdout
+    result = parse_poll(out, job_ids=["7"])
+    assert result.log_lines == {("7", 0): "done: valid_loss=0.75"}
