@@ -21,7 +21,7 @@ from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
 from atlas_sweeps.jobs import PreparedSweep, job_name, prepare_sweep
 from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.plan import Plan, build_plan
+from atlas_sweeps.plan import Plan, PlannedSweep, build_plan
 from atlas_sweeps.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.profile import Profile, load_profile
 from atlas_sweeps.remote import Remote
@@ -104,10 +104,9 @@ def choose_backend(requested: str | None, profile: Profile) -> tuple[str, str | 
                      "on the cluster, upload them later with 'atlas-sweeps sync'")
 
 
-def _check_program(composite: CompositeFile, *, code_dir: Path) -> None:
+def _check_program(composite: CompositeFile, text: str, *, code_dir: Path) -> None:
     """The program must be in the code that gets synced: jobs run it relative to the snapshot, as W&B's agent
     runs it relative to its working directory. Launching from the wrong directory is the usual cause."""
-    text = composite.path.read_text()
     for spec in composite.sweeps:
         program = spec.config.get("program")
         command = spec.config.get("command")
@@ -137,24 +136,26 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
     first = composite.sweeps[0].config
     project = options.project or first.get("project") or profile.wandb_project or cwd.name
     entity = options.entity or first.get("entity") or profile.wandb_entity or os.environ.get("WANDB_ENTITY")
-    _check_program(composite, code_dir=cwd)
+    config_text = path.read_text()
+    _check_program(composite, config_text, code_dir=cwd)
     plan = build_plan(composite, backend=backend, nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter)
-    return Prepared(options=options, composite=composite, config_text=path.read_text(), profile=profile,
+    return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
                     template=template, backend=backend, backend_notice=notice, project=str(project),
                     entity=entity, plan=plan, code_dir=cwd)
 
 
 def prepare_all(prepared: Prepared, *, launch_id: str, root: str, backend: SweepBackend,
-                created: dict[str, CreatedSweep], max_array_size: int) -> list[PreparedSweep]:
-    """Render every sweep's script and submissions (pure)."""
+                created: dict[str, CreatedSweep], max_array_size: int,
+                sweeps: tuple[PlannedSweep, ...] | None = None) -> list[PreparedSweep]:
+    """Render the scripts and submissions of ``sweeps`` (default: every sweep of the plan); pure."""
     layout = LaunchLayout(root=root, launch_id=launch_id)
     return [
         prepare_sweep(s, created.get(s.name) or CreatedSweep(sweep_id="<created at launch>"), backend=backend,
                       profile=prepared.profile, layout=layout, template=prepared.template, launch_id=launch_id,
                       project=prepared.project, entity=prepared.entity, max_array_size=max_array_size)
-        for s in prepared.plan.sweeps
+        for s in (prepared.plan.sweeps if sweeps is None else sweeps)
     ]
 
 
@@ -274,8 +275,8 @@ class Launcher:
     def _preflight(self, prepared: Prepared, remote: Remote, *, launch_id: str, backend: SweepBackend,
                    resuming: bool) -> PreflightReport:
         self.on_step("preflight on the login node")
-        probe = prepare_all(prepared, launch_id=launch_id, root=prepared.profile.remote_dir, backend=backend,
-                            created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE)[0]
+        [probe] = prepare_all(prepared, launch_id=launch_id, root=prepared.profile.remote_dir, backend=backend,
+                              created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE, sweeps=prepared.plan.sweeps[:1])
         names: tuple[str, ...] = ()
         if resuming:
             names = tuple(n for s in prepared.plan.sweeps for n in _possible_job_names(launch_id, s.name, s.runs))

@@ -65,20 +65,15 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
     atlas-sweeps launch --resume k3x9q2
     """
     from atlas_sweeps import console
-    from atlas_sweeps.launch import Launcher, LaunchOptions, prepare, prepare_all
-    from atlas_sweeps.state import StateDB
+    from atlas_sweeps.launch import LaunchOptions, prepare, prepare_all
 
     cwd = Path.cwd()
     if resume:
         if config or dry_run:
             raise UsageError("--resume takes no sweep file and no --dry-run",
                              hint="the recorded file and options are reused")
-        with console.Steps() as steps:
-            launcher = Launcher(db=StateDB.open_default(),
-                                remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
-                                on_step=steps.step, on_rsync=steps.detail)
-            result = launcher.resume(resume, cwd=cwd)
-        _finish(result, as_json=as_json)
+        _run(lambda launcher: launcher.resume(resume, cwd=cwd), accept_new_host_key=accept_new_host_key,
+             as_json=as_json)
         return
     if not config:
         raise UsageError("missing the sweep file", hint="atlas-sweeps launch CONFIG.yml (see --help)")
@@ -92,33 +87,31 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
     if dry_run:
         from atlas_sweeps.backends import make_backend
         from atlas_sweeps.launch_view import dry_run_document, print_dry_run
+        from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE
 
-        sweeps = prepare_all(prepared, launch_id="DRYRUN", root=prepared.profile.remote_dir,
-                             backend=make_backend("local") if prepared.backend == "local" else _dry_wandb(),
-                             created={}, max_array_size=1001)
+        backend = make_backend(prepared.backend, **({"dry_run": True} if prepared.backend == "wandb" else {}))
+        sweeps = prepare_all(prepared, launch_id="DRYRUN", root=prepared.profile.remote_dir, backend=backend,
+                             created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE)
         if as_json:
             click.echo(json.dumps(dry_run_document(prepared, sweeps), indent=2))
         else:
             print_dry_run(console.out(), prepared, sweeps)
         return
+    _run(lambda launcher: launcher.launch(prepared), accept_new_host_key=accept_new_host_key, as_json=as_json)
+
+
+def _run(action: Callable, *, accept_new_host_key: bool, as_json: bool) -> None:
+    """Run ``action(launcher)`` with progress on stderr, then print its result."""
+    from atlas_sweeps import console
+    from atlas_sweeps.launch import Launcher
+    from atlas_sweeps.launch_view import print_result, result_document
+    from atlas_sweeps.state import StateDB
+
     with console.Steps() as steps:
         launcher = Launcher(db=StateDB.open_default(),
                             remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
                             on_step=steps.step, on_rsync=steps.detail)
-        result = launcher.launch(prepared)
-    _finish(result, as_json=as_json)
-
-
-def _dry_wandb():  # type: ignore[no-untyped-def]
-    from atlas_sweeps.backends import make_backend
-
-    return make_backend("wandb", dry_run=True)
-
-
-def _finish(result, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
-    from atlas_sweeps import console
-    from atlas_sweeps.launch_view import print_result, result_document
-
+        result = action(launcher)
     if as_json:
         click.echo(json.dumps(result_document(result), indent=2))
     else:
