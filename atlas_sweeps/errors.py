@@ -49,6 +49,10 @@ class HostKeyError(RemoteError):
     exit_code = 2
 
 
+class StateError(AtlasError):
+    """The local state database cannot be used (damaged, locked, or from a newer version). Exit code 1."""
+
+
 class BackendError(AtlasError):
     """The sweep backend (W&B or local) failed."""
 

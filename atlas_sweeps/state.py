@@ -7,41 +7,45 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS launches (
-    id TEXT PRIMARY KEY, created REAL NOT NULL, config_path TEXT NOT NULL, config_text TEXT NOT NULL,
-    cluster TEXT NOT NULL, backend TEXT NOT NULL, nodes INTEGER NOT NULL, remote_dir TEXT NOT NULL,
-    snapshot TEXT NOT NULL, git_commit TEXT, git_branch TEXT, git_dirty INTEGER,
-    status TEXT NOT NULL, total_runs INTEGER NOT NULL, total_hours REAL NOT NULL, options TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sweeps (
-    launch_id TEXT NOT NULL REFERENCES launches(id), name TEXT NOT NULL, tags TEXT NOT NULL,
-    sweep_id TEXT, url TEXT, runs INTEGER NOT NULL, jobs INTEGER NOT NULL, config TEXT NOT NULL,
-    log_dir TEXT NOT NULL, PRIMARY KEY (launch_id, name)
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    launch_id TEXT NOT NULL REFERENCES launches(id), sweep_name TEXT NOT NULL, chunk INTEGER NOT NULL,
-    job_id TEXT NOT NULL, job_name TEXT NOT NULL, array_spec TEXT NOT NULL, task_offset INTEGER NOT NULL,
-    task_count INTEGER NOT NULL, output TEXT NOT NULL, error TEXT NOT NULL, script TEXT NOT NULL,
-    submitted REAL NOT NULL, PRIMARY KEY (launch_id, sweep_name, chunk)
-);
-CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id);
--- last-seen task states: written by status, read by status, ls and cancel
-CREATE TABLE IF NOT EXISTS task_states (
-    launch_id TEXT NOT NULL, job_id TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL,
-    reason TEXT NOT NULL, node TEXT NOT NULL, elapsed INTEGER, time_limit INTEGER, exit_code INTEGER,
-    start TEXT NOT NULL, "end" TEXT NOT NULL, source TEXT NOT NULL, log_line TEXT NOT NULL, seen REAL NOT NULL,
-    PRIMARY KEY (launch_id, job_id, task)
-);
-CREATE TABLE IF NOT EXISTS launch_polls (
-    launch_id TEXT PRIMARY KEY, polled REAL NOT NULL, accounting INTEGER
-);
-"""
+from atlas_sweeps.errors import StateError
+
+# The schema, as the migrations that build it: entry i takes a database from version i to i + 1
+# (``PRAGMA user_version``). Append an entry to change the schema (adding a column is one
+# ``ALTER TABLE t ADD COLUMN c ... DEFAULT ...``); never edit one that has shipped. Version 1 is the
+# schema of the files written before versions existed, so it creates only what is missing.
+Migration = tuple[str, ...]
+MIGRATIONS: tuple[Migration, ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS launches (
+            id TEXT PRIMARY KEY, created REAL NOT NULL, config_path TEXT NOT NULL, config_text TEXT NOT NULL,
+            cluster TEXT NOT NULL, backend TEXT NOT NULL, nodes INTEGER NOT NULL, remote_dir TEXT NOT NULL,
+            snapshot TEXT NOT NULL, git_commit TEXT, git_branch TEXT, git_dirty INTEGER,
+            status TEXT NOT NULL, total_runs INTEGER NOT NULL, total_hours REAL NOT NULL, options TEXT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS sweeps (
+            launch_id TEXT NOT NULL REFERENCES launches(id), name TEXT NOT NULL, tags TEXT NOT NULL,
+            sweep_id TEXT, url TEXT, runs INTEGER NOT NULL, jobs INTEGER NOT NULL, config TEXT NOT NULL,
+            log_dir TEXT NOT NULL, PRIMARY KEY (launch_id, name))""",
+        """CREATE TABLE IF NOT EXISTS jobs (
+            launch_id TEXT NOT NULL REFERENCES launches(id), sweep_name TEXT NOT NULL, chunk INTEGER NOT NULL,
+            job_id TEXT NOT NULL, job_name TEXT NOT NULL, array_spec TEXT NOT NULL, task_offset INTEGER NOT NULL,
+            task_count INTEGER NOT NULL, output TEXT NOT NULL, error TEXT NOT NULL, script TEXT NOT NULL,
+            submitted REAL NOT NULL, PRIMARY KEY (launch_id, sweep_name, chunk))""",
+        "CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id)",
+        # last-seen task states: written by status, read by status, ls and cancel
+        """CREATE TABLE IF NOT EXISTS task_states (
+            launch_id TEXT NOT NULL, job_id TEXT NOT NULL, task INTEGER NOT NULL, state TEXT NOT NULL,
+            reason TEXT NOT NULL, node TEXT NOT NULL, elapsed INTEGER, time_limit INTEGER, exit_code INTEGER,
+            start TEXT NOT NULL, "end" TEXT NOT NULL, source TEXT NOT NULL, log_line TEXT NOT NULL,
+            seen REAL NOT NULL, PRIMARY KEY (launch_id, job_id, task))""",
+        """CREATE TABLE IF NOT EXISTS launch_polls (
+            launch_id TEXT PRIMARY KEY, polled REAL NOT NULL, accounting INTEGER)""",
+    ),
+)
 
 
 def state_dir() -> Path:
@@ -122,24 +126,108 @@ def _row(cls: type, row: sqlite3.Row) -> Any:
 
 
 class StateDB:
-    """A thin wrapper over the SQLite file; every write commits at once, so nothing is lost on a crash."""
+    """A thin wrapper over the SQLite file; every write commits at once, so nothing is lost on a crash.
+    Opening it brings an older file up to the latest schema and refuses a newer or damaged one unchanged."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def __init__(self, path: Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        """``migrations`` is the schema; only tests pass a longer list, to write as a newer version would."""
         self.path = path
-        self._db = sqlite3.connect(str(path), timeout=30)
+        self._migrations = migrations
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():  # private from its first byte: launches name paths, hosts and projects
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StateError(f"cannot create the state database {path}: {exc.strerror}",
+                             hint="set ATLAS_SWEEPS_STATE_DIR to a writable directory") from None
+        with self._guard():
+            self._db = sqlite3.connect(str(path), timeout=30)
         self._db.row_factory = sqlite3.Row
-        self._db.executescript(_SCHEMA)
+        try:
+            with self._guard():
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+        mode = path.stat()
+        if mode.st_mode & 0o077 and mode.st_uid == os.getuid():
+            with suppress(OSError):
+                path.chmod(0o600)  # a file from a version that left it readable to others
 
     @classmethod
     def open_default(cls) -> StateDB:
         """The user's database."""
         return cls(state_dir() / "state.db")
 
+    @property
+    def version(self) -> int:
+        """The file's schema version (``PRAGMA user_version``)."""
+        row = self._one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        """Apply the migrations the file lacks, all in one transaction with the new version number."""
+        latest = len(self._migrations)
+        if self._check_version() == latest:
+            return
+        self._db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it done
+        try:
+            current = self._check_version()
+            if current == 0:
+                self._check_ours()
+            for migration in self._migrations[current:]:
+                for statement in migration:
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {latest}")
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
+
+    def _check_version(self) -> int:
+        current = self.version
+        if current > len(self._migrations):
+            raise StateError(
+                f"state database {self.path} has schema version {current}, written by a newer atlas-sweeps "
+                f"(this one knows up to version {len(self._migrations)})",
+                hint="upgrade atlas-sweeps to use it; the file was left unchanged")
+        return current
+
+    def _check_ours(self) -> None:
+        """A file without a version is ours (from before versions) or new, never another program's database."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "launches" not in tables:
+            raise StateError(f"{self.path} is an SQLite database of another program (tables: "
+                             f"{', '.join(sorted(tables))}), not an atlas-sweeps state database",
+                             hint="move it aside or set ATLAS_SWEEPS_STATE_DIR; the file was left unchanged")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn SQLite's errors about the file into one-line errors naming it; leave programming errors be."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            hint = ("another atlas-sweeps command is using it; try again when it ends" if "locked" in str(exc)
+                    else "check the file, its directory's permissions and the free disk space")
+            raise StateError(f"cannot use the state database {self.path}: {exc}", hint=hint) from None
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # IntegrityError and friends: a bug, not the file
+                raise
+            raise StateError(f"state database {self.path} is damaged ({exc})",
+                             hint="move it aside to start a new one; the file was left unchanged") from None
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._db:
+        with self._guard(), self._db:
             yield self._db
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._guard():
+            return self._db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     def close(self) -> None:
         self._db.close()
@@ -189,26 +277,26 @@ class StateDB:
 
     # -- reads ------------------------------------------------------------------------------------
     def launch(self, launch_id: str) -> LaunchRecord | None:
-        row = self._db.execute("SELECT * FROM launches WHERE id = ?", (launch_id,)).fetchone()
+        row = self._one("SELECT * FROM launches WHERE id = ?", (launch_id,))
         return _row(LaunchRecord, row) if row else None
 
     def launches(self, *, limit: int | None = None) -> list[LaunchRecord]:
         """Launches, newest first."""
         sql = "SELECT * FROM launches ORDER BY created DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        return [_row(LaunchRecord, r) for r in self._db.execute(sql)]
+        return [_row(LaunchRecord, r) for r in self._rows(sql)]
 
     def sweeps(self, launch_id: str) -> list[SweepRecord]:
-        rows = self._db.execute("SELECT * FROM sweeps WHERE launch_id = ? ORDER BY rowid", (launch_id,))
+        rows = self._rows("SELECT * FROM sweeps WHERE launch_id = ? ORDER BY rowid", (launch_id,))
         return [_row(SweepRecord, r) for r in rows]
 
     def jobs(self, launch_id: str) -> list[JobRecord]:
-        rows = self._db.execute("SELECT * FROM jobs WHERE launch_id = ? ORDER BY rowid", (launch_id,))
+        rows = self._rows("SELECT * FROM jobs WHERE launch_id = ? ORDER BY rowid", (launch_id,))
         return [_row(JobRecord, r) for r in rows]
 
     def job_by_id(self, job_id: str) -> JobRecord | None:
         """The job array whose id is ``job_id`` (the part before ``_`` of an array task id)."""
-        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ? ORDER BY submitted DESC LIMIT 1",
-                               (job_id.split("_", 1)[0],)).fetchone()
+        row = self._one("SELECT * FROM jobs WHERE job_id = ? ORDER BY submitted DESC LIMIT 1",
+                        (job_id.split("_", 1)[0],))
         return _row(JobRecord, row) if row else None
 
     # -- last-seen task states (``status`` writes them; ``status``, ``ls`` and ``cancel`` read them) ----------
@@ -225,12 +313,12 @@ class StateDB:
 
     def task_states(self, launch_id: str) -> list[TaskSeen]:
         """The last-seen states of a launch's tasks (empty before its first poll)."""
-        rows = self._db.execute("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
-        return [TaskSeen(**dict(r)) for r in rows]
+        rows = self._rows("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
+        return [_row(TaskSeen, r) for r in rows]
 
     def last_poll(self, launch_id: str) -> PollRecord | None:
         """The launch's last successful poll, if any."""
-        row = self._db.execute("SELECT * FROM launch_polls WHERE launch_id = ?", (launch_id,)).fetchone()
+        row = self._one("SELECT * FROM launch_polls WHERE launch_id = ?", (launch_id,))
         if row is None:
             return None
         return PollRecord(launch_id=row["launch_id"], polled=row["polled"],
