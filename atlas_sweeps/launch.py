@@ -138,6 +138,10 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
     entity = options.entity or first.get("entity") or profile.wandb_entity or os.environ.get("WANDB_ENTITY")
     config_text = path.read_text()
     _check_program(composite, config_text, code_dir=cwd)
+    if not dry_run:
+        from atlas_sweeps.remote.rsync_version import require_local_rsync
+
+        require_local_rsync()  # before any login prompt: a Mac's rsync 2.6.9 is refused with the fix
     plan = build_plan(composite, backend=backend, nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter)
@@ -299,9 +303,13 @@ class Launcher:
 
         self.on_step(f"syncing code from {prepared.code_dir}")
         previous = self._previous_snapshot(prepared.profile.name, launch_id)
-        result = sync_snapshot(remote, local_dir=prepared.code_dir, remote_root=layout.root,
-                               snapshot_name=launch_id, previous=previous,
-                               excludes=list(prepared.profile.excludes), on_progress=self.on_rsync)
+        try:
+            result = sync_snapshot(remote, local_dir=prepared.code_dir, remote_root=layout.root,
+                                   snapshot_name=launch_id, previous=previous,
+                                   excludes=list(prepared.profile.excludes), on_progress=self.on_rsync)
+        except RemoteError as exc:
+            exc.message += "; no sweep was created and nothing was submitted"
+            raise
         return result.files_transferred
 
     def _previous_snapshot(self, cluster: str, launch_id: str) -> str | None:

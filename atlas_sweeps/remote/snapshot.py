@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import re
 import shlex
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_sweeps.errors import RemoteError
+from atlas_sweeps.gitinfo import git_ignored
 from atlas_sweeps.remote.base import Remote
+from atlas_sweeps.remote.rsync_version import check_remote_rsync, require_local_rsync
+from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_facts
 
-ALWAYS_EXCLUDED = (".git/", ".venv/", "__pycache__/")
+ALWAYS_EXCLUDED = (".git", ".venv/", "__pycache__/")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -70,14 +74,37 @@ def parse_rsync_stats(text: str) -> RsyncStats:
     return RsyncStats(**values)
 
 
-def snapshot_rsync_args(*, local_dir: Path, dest: str, previous: str | None, excludes: list[str]) -> list[str]:
-    """rsync arguments for one snapshot (``dest`` already in the Remote's rsync form)."""
+def exclude_patterns(ignored: list[str]) -> list[str]:
+    """rsync exclude rules matching exactly the paths git ignores: anchored at the snapshot's root, with
+    rsync's wildcard characters escaped (a backslash escapes only when a wildcard is present)."""
+    rules = []
+    for path in ignored:
+        if any(ch in path for ch in "*?["):
+            path = re.sub(r"([\\*?\[])", r"\\\1", path)
+        rules.append("/" + path)
+    return rules
+
+
+def snapshot_rsync_args(*, local_dir: Path, dest: str, link_dest: str | None, excludes: list[str],
+                        exclude_from: str | None = None) -> list[str]:
+    """rsync arguments for one snapshot (``dest`` already in the Remote's rsync form).
+
+    ``link_dest`` is the previous snapshot's ABSOLUTE path: Debian's and Ubuntu's rsync 3.2.7 security
+    updates fail every changed file against a relative basis ("failed verification -- update discarded").
+    ``exclude_from`` names a NUL-separated file of exact rules (what git ignores); without it the
+    ``.gitignore`` files in the tree are read by rsync. ``--protect-args`` keeps every path and option out
+    of the remote shell's command line, whatever escaping the local rsync version does.
+    """
     # Files arrive read-only, as every earlier snapshot holds them: rsync hard-links a file only when its
     # mode matches too, so freezing after the sync alone would defeat --link-dest.
-    args = ["-a", "--delete", "--chmod=Fa-w", "--stats", "--info=progress2", "--filter=:- .gitignore"]
+    args = ["-a", "--delete", "--protect-args", "--chmod=Fa-w", "--stats", "--info=progress2"]
+    if exclude_from:
+        args += ["--from0", f"--exclude-from={exclude_from}"]
+    else:
+        args.append("--filter=:- .gitignore")
     args += [f"--exclude={pattern}" for pattern in (*ALWAYS_EXCLUDED, *excludes)]
-    if previous:
-        args.append(f"--link-dest=../{previous}")
+    if link_dest:
+        args.append(f"--link-dest={link_dest}")
     return [*args, f"{str(local_dir).rstrip('/')}/", dest]
 
 
@@ -90,46 +117,55 @@ def shell_path(path: str) -> str:
     return shlex.quote(path)
 
 
-def _rsync_relative(path: str) -> str:
-    # rsync paths without a leading / are relative to the home directory, like ``~/``.
-    return path[2:] if path.startswith("~/") else path
-
-
 def sync_snapshot(remote: Remote, *, local_dir: Path, remote_root: str, snapshot_name: str,
                   previous: str | None, excludes: list[str],
                   on_progress: Callable[[str], None] | None = None) -> SnapshotResult:
     """Copy ``local_dir`` to ``<remote_root>/snapshots/<snapshot_name>/`` and make it read-only.
 
-    Three round trips: prepare (create dirs, check names), rsync, freeze. A snapshot left writable by an
-    interrupted sync is resumed; a finished (read-only) one is never overwritten.
+    Three round trips: prepare (create dirs, check names, resolve the absolute path, the login node's rsync),
+    rsync, freeze. A snapshot left writable by an interrupted sync is resumed; a finished (read-only) one is
+    never overwritten.
     """
     for name in (snapshot_name, previous):
         if name is not None and not _SAFE_NAME.match(name):
             raise RemoteError(f"bad snapshot name {name!r}", hint="use letters, digits, '.', '_' and '-' only")
     if not local_dir.is_dir():
         raise RemoteError(f"code directory {local_dir} does not exist", hint="run from your project or pass its path")
+    require_local_rsync()
     snapshots = f"{remote_root.rstrip('/')}/snapshots"
     dest = f"{snapshots}/{snapshot_name}"
     prepare = (
-        f"set -e\nmkdir -p {shell_path(snapshots)}\ncd {shell_path(snapshots)}\n"
+        f"{EMIT_FUNCTION}\nset -e\nmkdir -p {shell_path(snapshots)}\ncd {shell_path(snapshots)}\n"
         f"if [ -e {shlex.quote(snapshot_name)} ] && [ ! -w {shlex.quote(snapshot_name)} ]; then\n"
         f"  echo 'snapshot exists and is frozen' >&2; exit 17\nfi\n"
-        f"echo \"path=$(pwd -P)/\"{shlex.quote(snapshot_name)}\n"
+        'emit snapshots "$(pwd -P)"\n'
+        'emit rsync "$(rsync --version 2>/dev/null | head -n 1)"\n'
     )
     if previous:
-        prepare += f"if [ -d {shlex.quote(previous)} ]; then echo previous=yes; fi\n"
+        prepare += f"if [ -d {shlex.quote(previous)} ]; then emit previous yes; fi\n"
     ready = remote.run_script(prepare)
     if ready.exit_code == 17:
         raise RemoteError(f"snapshot {dest} already exists and is read-only",
                           hint="snapshots are immutable; use a new snapshot name")
     ready.check(what=f"preparing {snapshots} on the cluster")
-    absolute = next((line[5:] for line in ready.stdout.splitlines() if line.startswith("path=")), dest)
-    linked = previous if previous and "previous=yes" in ready.stdout else None
-    args = snapshot_rsync_args(local_dir=local_dir, dest=remote.rsync_path(_rsync_relative(dest) + "/"),
-                               previous=linked, excludes=excludes)
-    synced = remote.rsync(args, on_progress=on_progress)
+    facts = dict(parse_facts(ready.stdout))
+    if "snapshots" not in facts:
+        raise RemoteError(f"the login node did not answer while preparing {snapshots}",
+                          hint="check that your login files print nothing odd and retry")
+    check_remote_rsync(facts.get("rsync", ""), where=getattr(remote, "label", "(this machine)"))
+    absolute = f"{facts['snapshots']}/{snapshot_name}"
+    linked = previous if previous and facts.get("previous") == "yes" else None
+    ignored = git_ignored(local_dir)
+    with tempfile.NamedTemporaryFile("wb", prefix="atlas-excludes-", suffix=".txt") as rules:
+        if ignored is not None:
+            rules.write(b"".join(rule.encode(errors="surrogateescape") + b"\0" for rule in exclude_patterns(ignored)))
+            rules.flush()
+        args = snapshot_rsync_args(local_dir=local_dir, dest=remote.rsync_path(absolute + "/"),
+                                   link_dest=f"{facts['snapshots']}/{linked}" if linked else None,
+                                   excludes=excludes, exclude_from=rules.name if ignored is not None else None)
+        synced = remote.rsync(args, on_progress=on_progress)
     synced.check(what=f"rsync of {local_dir} to {dest}")
-    remote.run_script(f"chmod -R a-w {shell_path(dest)}").check(what=f"making {dest} read-only")
+    remote.run_script(f"chmod -R a-w {shlex.quote(absolute)}").check(what=f"making {dest} read-only")
     stats = parse_rsync_stats(synced.stdout)
     return SnapshotResult(remote_path=absolute, files_transferred=stats.files_transferred,
                           bytes_transferred=stats.transferred_size, linked_to=linked, stats=stats)

@@ -19,7 +19,7 @@ from atlas_sweeps.remote.hostkeys import (
     unknown_key_message,
 )
 from atlas_sweeps.remote.relay import exit_status_for_rsync
-from atlas_sweeps.remote.snapshot import parse_rsync_stats, shell_path, snapshot_rsync_args
+from atlas_sweeps.remote.snapshot import parse_rsync_stats, shell_path
 
 STATS_FIRST = """
 Number of files: 2,052 (reg: 2,000, dir: 52)
@@ -127,17 +127,6 @@ def test_result_check_names_what_failed_with_the_last_stderr_lines() -> None:
     with pytest.raises(RemoteError, match="syncing failed \\(exit 11\\): rsync: mkdir failed \\| rsync error"):
         failed.check(what="syncing")
     assert Result(command="true", exit_code=0, stdout="", stderr="").check(what="x").ok
-
-
-def test_snapshot_args_link_to_the_previous_snapshot_and_respect_gitignore() -> None:
-    args = snapshot_rsync_args(local_dir=Path("/home/u/proj"), dest="cluster:atlas/snapshots/s2/",
-                               previous="s1", excludes=["data/"])
-    assert args[-2:] == ["/home/u/proj/", "cluster:atlas/snapshots/s2/"]
-    for expected in ("-a", "--delete", "--filter=:- .gitignore", "--exclude=.git/", "--exclude=.venv/",
-                     "--exclude=__pycache__/", "--exclude=data/", "--link-dest=../s1"):
-        assert expected in args
-    assert not any(a.startswith("--link-dest") for a in snapshot_rsync_args(
-        local_dir=Path("p"), dest="d/", previous=None, excludes=[]))
 
 
 def test_shell_path_keeps_home_and_quotes_the_rest() -> None:
