@@ -93,6 +93,48 @@ def _scan(path: Path, node: yaml.Node, lines: dict[KeyPath, int]) -> None:
     walk(node, ())
 
 
+# Values that aliases may add to a document (each alias counts every value under its anchor, once per use).
+# `<<: *defaults` and a few reuses stay far below; a "billion laughs" alias bomb is refused before it expands.
+MAX_ALIASED_VALUES = 100_000
+
+
+def _check_aliases(path: Path, root: yaml.Node) -> None:
+    """Refuse aliases that expand the document beyond ``MAX_ALIASED_VALUES`` values (an alias bomb: a few
+    hundred bytes that construct, copy or print into gigabytes) or that refer to a value containing them.
+    Sizes are counted once per node, so the check is linear in the file however far aliases would expand."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    aliased = 0
+    biggest: tuple[int, int] = (0, root.start_mark.line + 1)  # (values, line) of the largest alias use
+
+    def size(n: yaml.Node, line: int) -> int:
+        nonlocal aliased, biggest
+        key = id(n)
+        if key in open_nodes:
+            raise ConfigError("an alias refers to a value that contains it (a structure without end)",
+                              path=str(path), line=line, hint="alias a value defined before and outside it")
+        if key in sizes:  # a node met again is an alias use
+            aliased += sizes[key]
+            biggest = max(biggest, (sizes[key], line))
+            return sizes[key]
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(n, yaml.SequenceNode):
+            children = list(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            children = [part for pair in n.value for part in pair]
+        total = 1 + sum(size(child, child.start_mark.line + 1) for child in children)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, root.start_mark.line + 1)
+    if aliased > MAX_ALIASED_VALUES:
+        raise ConfigError(f"aliases expand this file by {aliased:,} values (more than {MAX_ALIASED_VALUES:,}); "
+                          "refused as an alias bomb", path=str(path), line=biggest[1],
+                          hint="write the values out, or alias fewer and smaller ones")
+
+
 def loads_yaml(text: str, *, path: Path | str = "<string>") -> tuple[Any, LineMap]:
     """Parse YAML text (see :func:`load_yaml`); ``path`` only names the source in messages."""
     path = Path(path)
@@ -102,6 +144,7 @@ def loads_yaml(text: str, *, path: Path | str = "<string>") -> tuple[Any, LineMa
         lines: dict[KeyPath, int] = {}
         if node is None:
             return None, LineMap(lines)
+        _check_aliases(path, node)
         _scan(path, node, lines)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
