@@ -1,10 +1,12 @@
 """W&B credentials on this machine and a quick check of them against the server, without importing wandb:
 the key comes from ``WANDB_API_KEY`` or the netrc entry ``wandb login`` writes (machine = host[:port]).
-The key is only ever held in memory and sent as HTTP Basic auth; it is never written anywhere."""
+The key is only ever held in memory and sent as HTTP Basic auth, over https or to a loopback address only;
+it is never written anywhere."""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import netrc
 import os
@@ -15,15 +17,46 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from atlas_sweeps.errors import BackendError
+from atlas_sweeps.errors import BackendError, UsageError
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 QUICK_TIMEOUT = 8.0
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): traffic that never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why the API key must not be sent to ``url`` (not http(s), or plain http off this machine), or None."""
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        return f"expected an https:// URL such as {DEFAULT_BASE_URL}"
+    if scheme == "http" and not is_loopback(host):
+        return (f"plain http to {host} would send the W&B API key unencrypted: use https (plain http only to "
+                "a loopback address such as http://127.0.0.1:8080, e.g. through an SSH tunnel)")
+    return None
+
+
 def resolve_base_url(base_url: str | None = None) -> str:
-    """The W&B API server: the given URL (profile), else ``$WANDB_BASE_URL``, else the hosted service."""
-    return (base_url or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    """The W&B API server: the given URL (profile), else ``$WANDB_BASE_URL``, else the hosted service.
+    UsageError, before any key is read, when the key would travel unencrypted."""
+    url = (base_url or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    problem = base_url_problem(url)
+    if problem:
+        where = "the profile's [wandb] base_url" if base_url else "WANDB_BASE_URL"
+        raise UsageError(f"refusing W&B server {url} ({where}): {problem}")
+    return url
 
 
 def netrc_machine(base_url: str) -> str:

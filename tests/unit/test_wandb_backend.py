@@ -163,7 +163,7 @@ def test_agent_counts_add_up_to_the_runs() -> None:
 
 def _render(tmp_path: Path, planned: PlannedSweep, *, wrap: str | None = None) -> tuple[str, dict[str, bytes]]:
     layout = LaunchLayout(root=str(tmp_path / "remote"), launch_id="L1")
-    prepared = prepare_sweep(planned, CreatedSweep(sweep_id="ent/proj/sw1"), backend=WandbBackend(base_url="http://h:1"),
+    prepared = prepare_sweep(planned, CreatedSweep(sweep_id="ent/proj/sw1"), backend=WandbBackend(base_url="https://h:1"),
                              profile=Profile(name="t", wrap=wrap), layout=layout, template=load_template(None),
                              launch_id="L1", project="proj", entity="ent", max_array_size=1001)
     return prepared.script_text, prepared.files
@@ -188,7 +188,7 @@ def _run_job(tmp_path: Path, script: str, files: dict[str, bytes], *, agent: str
 def test_job_runs_its_share_and_fails_with_a_failed_runs_exit_code(tmp_path: Path) -> None:
     script, files = _render(tmp_path, _plan(nodes=2)[0])
     assert 'wandb agent --forward-signals --count "$atlas_count" ent/proj/sw1' in script
-    assert "export WANDB_BASE_URL=http://h:1" in script
+    assert "export WANDB_BASE_URL=https://h:1" in script
     # the fake agent prints its args, then starts runs with a bare `python` as wandb's agent does, exiting 0
     agent = ('echo "agent $*"\nWANDB_RUN_ID=r1 python -c "pass"\n'
              'WANDB_RUN_ID=r2 python -c "import sys; sys.exit(3)"\nexit 0\n')
