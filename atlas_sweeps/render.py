@@ -1,5 +1,7 @@
 """Rendering sbatch scripts (pure). Two kinds of template: Jinja2 (``*.j2``, the shipped default) and a plain
-sbatch file whose last ``wandb agent`` line is replaced by the job's run command, as the original workflow did."""
+sbatch file whose last ``wandb agent`` line is replaced by the job's run command, as the original workflow did.
+Jinja2 templates render in Jinja2's sandbox whoever wrote them (a cloned repository may ship one), and are
+tried once at load, so a template reaching for Python internals fails before anything is contacted."""
 
 from __future__ import annotations
 
@@ -61,7 +63,10 @@ def load_template(path: str | None, *, base_dir: Path | None = None) -> Template
                                   path=str(candidate),
                                   hint="add a 'wandb agent <agent_id>' line where the job should run, "
                                        "or use a Jinja2 template with {{ run_command }}")
-            return Template(text=text, origin=str(candidate), jinja=is_jinja)
+            template = Template(text=text, origin=str(candidate), jinja=is_jinja)
+            if is_jinja:
+                _try_in_sandbox(template)
+            return template
     shipped = ", ".join(sorted(p.name for p in shipped_template_dir().iterdir() if p.is_file()))
     raise ConfigError(f"sbatch template not found: {name}",
                       hint=f"give a path to a file, or one of the shipped templates: {shipped}")
@@ -74,20 +79,73 @@ def render_script(template: Template, context: ScriptContext) -> str:
     return _render_plain(template, context)
 
 
-def _render_jinja(template: Template, context: ScriptContext) -> str:
-    import jinja2
+_SAMPLE = ScriptContext(
+    launch_id="sample", sweep_name="sample", backend="local", directives=("--time=01:00:00",), setup=("true",),
+    env={"ATLAS_LAUNCH": "sample", "ATLAS_SWEEP": "sample", "WANDB_PROJECT": "sample"}, snapshot="/tmp",
+    run_preamble=("true",), run_command="true",
+)
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
+
+def _try_in_sandbox(template: Template) -> None:
+    """Render once with sample values, so syntax errors and sandbox violations show at load; other failures
+    (a variable the sample lacks) are left to the real render, which reports them with the job's values."""
+    from jinja2.sandbox import SecurityError
+
+    compiled = _compile(template)
+    try:
+        compiled.render(**vars(_SAMPLE))
+    except SecurityError as exc:
+        raise _refused(template, exc) from None
+    except Exception:  # noqa: BLE001, S110 - reported by the real render
+        pass
+
+
+def _compile(template: Template):  # type: ignore[no-untyped-def]
+    """The Jinja2 template in a sandboxed environment (immutable: a template cannot change its values)."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                        autoescape=False)
     env.filters["q"] = lambda value: shlex.quote(str(value))
     try:
-        return env.from_string(template.text).render(**vars(context))
+        return env.from_string(template.text)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"template syntax error: {exc.message}", path=template.origin, line=exc.lineno,
                           hint="fix the template") from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an exception was raised on (Jinja2 maps its frames to ``<template>`` lines)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _refused(template: Template, exc: Exception) -> ConfigError:
+    return ConfigError(f"template refused by Jinja2's sandbox: {exc}", path=template.origin,
+                       line=_template_line(exc),
+                       hint="a template may use its variables and filters, not Python internals")
+
+
+def _render_jinja(template: Template, context: ScriptContext) -> str:
+    import jinja2
+    from jinja2.sandbox import SecurityError
+
+    compiled = _compile(template)
+    try:
+        return compiled.render(**vars(context))
+    except SecurityError as exc:
+        raise _refused(template, exc) from None
     except jinja2.UndefinedError as exc:
         raise ConfigError(f"template uses an unknown variable: {exc.message}", path=template.origin,
-                          hint="known: " + ", ".join(sorted(vars(context)))) from None
+                          line=_template_line(exc), hint="known: " + ", ".join(sorted(vars(context)))) from None
+    except Exception as exc:  # noqa: BLE001 - the template's own failure (1/0, a bad filter argument)
+        raise ConfigError(f"template failed to render: {type(exc).__name__}: {exc}", path=template.origin,
+                          line=_template_line(exc), hint="fix the template") from None
 
 
 def _agent_line_index(lines: list[str]) -> int | None:

@@ -96,3 +96,42 @@ def test_jinja_errors_point_at_the_template_line(tmp_path: Path) -> None:
     unknown.write_text("#!/bin/bash\n{{ no_such_var }}\n")
     with pytest.raises(ConfigError, match="unknown variable"):
         render_script(load_template(str(unknown)), _context())
+
+
+HOSTILE = [
+    "{{ cycler.__init__.__globals__.os.system('touch CANARY') }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{% set x = env.update({'PATH': 'CANARY'}) %}",  # an immutable sandbox: values cannot be changed either
+]
+
+
+@pytest.mark.parametrize("expression", HOSTILE)
+def test_templates_render_in_the_sandbox_and_are_refused_at_load(tmp_path: Path, expression: str) -> None:
+    canary = tmp_path / "CANARY"
+    template = tmp_path / "evil.sbatch.j2"
+    template.write_text("#!/bin/bash\n" + expression.replace("CANARY", str(canary)) + "\n{{ run_command }}\n")
+    with pytest.raises(ConfigError, match="refused by Jinja2's sandbox") as info:
+        load_template(str(template))
+    assert str(info.value).startswith(f"{template}:2: ") and info.value.exit_code == 2
+    assert not canary.exists()
+
+
+def test_a_violation_the_sample_does_not_reach_is_refused_at_render(tmp_path: Path) -> None:
+    canary = tmp_path / "CANARY"
+    template = tmp_path / "later.sbatch.j2"
+    template.write_text("#!/bin/bash\n{% if sweep_name == 'grid_a-b' %}\n"
+                        f"{{{{ cycler.__init__.__globals__.os.system('touch {canary}') }}}}\n{{% endif %}}\n")
+    loaded = load_template(str(template))  # the sample sweep takes the other branch
+    with pytest.raises(ConfigError, match="refused by Jinja2's sandbox") as info:
+        render_script(loaded, _context())
+    assert str(info.value).startswith(f"{template}:3: ")
+    assert not canary.exists()
+
+
+def test_a_template_failing_on_its_own_is_a_config_error(tmp_path: Path) -> None:
+    template = tmp_path / "div.sbatch.j2"
+    template.write_text("#!/bin/bash\n{{ (directives | length) // (setup | length - 1) }}\n")
+    loaded = load_template(str(template))  # the sample has one setup line too: left to the real render
+    with pytest.raises(ConfigError, match="template failed to render: ZeroDivisionError") as info:
+        render_script(loaded, _context())
+    assert str(info.value).startswith(f"{template}:2: ")
