@@ -126,8 +126,8 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
     composite = load_composite(path, tags_param=options.tags_param)
     try:
         profile = load_profile(options.cluster, project_dir=cwd)
-    except UsageError:
-        if not dry_run or options.cluster:
+    except UsageError as exc:
+        if not dry_run or options.cluster or isinstance(exc, ConfigError):  # a broken profile file shows
             raise
         profile = Profile(name="(no cluster profile)")
     profile = profile.with_overrides(**options.overrides)

@@ -56,8 +56,8 @@ def build_plan(composite: CompositeFile, *, backend: str, nodes: int, test_time:
     ``_num_nodes``. The estimate is runs x test_time x GPUs per job, as the original printed it."""
     if nodes < 1:
         raise UsageError(f"--nodes must be at least 1, not {nodes}")
-    if test_time <= 0:
-        raise UsageError(f"--test-time must be positive hours, not {test_time}")
+    if not 0 < test_time < float("inf"):  # also refuses nan, which compares false to everything
+        raise UsageError(f"--test-time must be a positive, finite number of hours, not {test_time}")
     planned = []
     for spec in composite.sweeps:
         runs = count_runs(spec.config, count=count)

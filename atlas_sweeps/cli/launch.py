@@ -84,6 +84,10 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
     prepared = prepare(options, cwd=cwd, dry_run=dry_run)
     if prepared.backend_notice and not as_json:
         console.err().print(f"[yellow]note:[/] {prepared.backend_notice}")
+    if prepared.profile.project_note:  # a cloned repository's options: always said, even with --json
+        from rich.markup import escape
+
+        console.err().print(f"[yellow]note:[/] {escape(prepared.profile.project_note)}")
     if dry_run:
         from atlas_sweeps.backends import make_backend
         from atlas_sweeps.launch_view import dry_run_document, print_dry_run
