@@ -1,10 +1,10 @@
 """Run counting and expansion of one W&B sweep config, following the rules of W&B's `sweeps` engine
-(grid: product of sorted parameters, duplicates collapsed; random: independent draws), so the embedded
-local backend runs what W&B would and `launch` can say how many runs a file means."""
+(grid: product of sorted parameters, a value repeated with the same YAML text collapsed, so 10 and 10.0
+stay two runs; random: independent draws), so the embedded local backend runs what W&B would and
+`launch` can say how many runs a file means."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import random
@@ -66,14 +66,24 @@ def iter_params(parameters: dict[str, Any], prefix: ParamPath = ()) -> Iterator[
 
 
 def _yaml_key(value: Any) -> str:
-    """W&B's grid identity of a value: 3.0 and 3 are one value; lists and dicts by content."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return hashlib.md5(yaml.safe_dump(value, default_flow_style=True, sort_keys=True).encode()).hexdigest()
+    """A value's identity in W&B's grid (``sweeps.grid_search.yaml_hash``, without the md5): its YAML text,
+    so 10, 10.0, true and "10" are four values, while lists and mappings count by content, keys sorted."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=True)
+
+
+def _arange(lo: float, hi: float, q: float) -> list[Any]:
+    """``numpy.arange(lo, hi, q).tolist()`` exactly, as W&B's grid enumerates q_uniform: floats if any
+    bound or step is a float, and numpy's rounding (``lo + i * ((lo + q) - lo)`` from the third point)."""
+    size = max(0, math.ceil((hi - lo) / q))
+    if any(isinstance(v, float) for v in (lo, hi, q)):
+        lo, hi, q = float(lo), float(hi), float(q)
+    step = (lo + q) - lo
+    return [lo, lo + q][:size] + [lo + i * step for i in range(2, size)]
 
 
 def _grid_values(path: ParamPath, cfg: dict[str, Any]) -> list[Any]:
-    """The distinct values one parameter takes in a grid, in order (W&B collapses repeats)."""
+    """The distinct values one parameter takes in a grid, in W&B's order: a value repeated (same YAML text)
+    counts once, at its first place, holding its last spelling (as ``sweeps``' hash lookup does)."""
     name = ".".join(path)
     kind = param_kind(cfg, name=name)
     if kind == "constant":
@@ -87,16 +97,15 @@ def _grid_values(path: ParamPath, cfg: dict[str, Any]) -> list[Any]:
         raw = list(range(lo, hi + 1))
     elif kind == "q_uniform":
         lo, hi = _bounds(name, cfg)
-        q = cfg.get("q", 1.0)
-        raw = [lo + i * q for i in range(max(0, math.ceil((hi - lo) / q)))]  # numpy.arange(lo, hi, q)
+        raw = _arange(lo, hi, cfg.get("q", 1.0))
     else:
         raise ConfigError(
             f"parameter {name} uses {kind}, which a grid search cannot enumerate",
             hint="grid needs value, values, int_uniform or q_uniform (use method: random for distributions)")
-    seen: dict[str, Any] = {}
+    distinct: dict[str, Any] = {}
     for v in raw:
-        seen.setdefault(_yaml_key(v), v)
-    return list(seen.values())
+        distinct[_yaml_key(v)] = v  # a repeated key keeps its first place and takes the later value
+    return list(distinct.values())
 
 
 def _bounds(name: str, cfg: dict[str, Any], *, ints: bool = False) -> tuple[Any, Any]:
@@ -109,6 +118,9 @@ def _bounds(name: str, cfg: dict[str, Any], *, ints: bool = False) -> tuple[Any,
         raise ConfigError(f"parameter {name}: min and max must be {'integers' if ints else 'numbers'}")
     if lo > hi:
         raise ConfigError(f"parameter {name}: min {lo} is greater than max {hi}")
+    if lo == hi:  # W&B's engine refuses it too (sweeps' validate_min_max): min must be less than max
+        raise ConfigError(f"parameter {name}: min and max are both {lo}",
+                          hint=f"W&B needs min < max; for a single value write {{value: {lo}}}")
     return lo, hi
 
 

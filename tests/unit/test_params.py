@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -38,10 +39,11 @@ def test_grid_order_is_wandb_order_sorted_names_last_varies_fastest() -> None:
     assert expand_runs(config) == runs  # deterministic
 
 
-def test_grid_collapses_repeated_values_like_wandb() -> None:
-    config = grid(a={"values": [1, 1.0, 2, [1, 2], [1, 2], {"k": 1}]})
-    assert count_runs(config) == 4
-    assert [r["a"] for r in expand_runs(config)] == [1, 2, [1, 2], {"k": 1}]
+def test_grid_collapses_only_values_of_the_same_type_like_wandb() -> None:
+    config = grid(a={"values": [1, 1.0, True, 2, "2", [1, 2], [1, 2], {"k": 1}, 1]})
+    assert count_runs(config) == 7
+    values = [r["a"] for r in expand_runs(config)]
+    assert json.dumps(values) == '[1, 1.0, true, 2, "2", [1, 2], {"k": 1}]'  # JSON keeps 1 and 1.0 apart
 
 
 def test_nested_parameters_count_and_expand_as_nested_dicts() -> None:
@@ -131,6 +133,9 @@ def test_random_count_overrides_and_bayes_needs_wandb() -> None:
 def test_bad_bounds_and_methods_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="min 5 is greater than max 1"):
         count_runs(grid(n={"min": 5, "max": 1}))
+    for one_point in ({"min": 2, "max": 2}, {"distribution": "q_uniform", "min": 0.5, "max": 0.5}):
+        with pytest.raises(ConfigError, match=r"min and max are both .*W&B needs min < max"):
+            count_runs(grid(n=one_point))  # W&B's engine refuses them ("min 2 is not less than max 2")
     with pytest.raises(ConfigError, match="unknown sweep method 'custom'"):
         count_runs({"method": "custom", "parameters": {"a": {"value": 1}}})
     with pytest.raises(ConfigError, match="needs min > 0"):
