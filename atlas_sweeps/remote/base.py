@@ -3,6 +3,7 @@ objects they return. Two implementations: ``SshRemote`` (one SSH session per CLI
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,57 @@ class Result:
 def _last_lines(text: str, *, count: int = 3) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines[-count:])
+
+
+MAX_LINE_BYTES = 65536
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines as it arrives, in time linear in its length. ``\\n``, ``\\r\\n`` and a
+    lone ``\\r`` end a line (progress bars redraw with ``\\r``); a line longer than ``limit`` bytes is passed
+    on cut at ``limit`` and the rest of it dropped, so output without line ends never grows a buffer."""
+
+    def __init__(self, *, limit: int = MAX_LINE_BYTES) -> None:
+        self._limit = limit
+        self._part = bytearray()
+        self._cut = False  # the current line was passed on at the limit: drop the rest of it
+        self._after_cr = False  # the last chunk ended with \r: a \n opening the next one ends no new line
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completes (a partial last line waits for the next chunk or ``close``)."""
+        lines: list[str] = []
+        start = 1 if self._after_cr and data[:1] == b"\n" else 0
+        for match in _LINE_END.finditer(data, start):
+            self._add(data[start:match.start()], lines)
+            if not self._cut:
+                lines.append(self._part.decode(errors="replace"))
+            self._part.clear()
+            self._cut = False
+            start = match.end()
+        self._add(data[start:], lines)
+        if data:
+            self._after_cr = data.endswith(b"\r")
+        return lines
+
+    def close(self) -> list[str]:
+        """The last line, when the stream ended without a line end."""
+        rest = [] if self._cut or not self._part else [self._part.decode(errors="replace")]
+        self._part.clear()
+        self._cut = False
+        return rest
+
+    def _add(self, piece: bytes, lines: list[str]) -> None:
+        if self._cut or not piece:
+            return
+        room = self._limit - len(self._part)
+        if len(piece) <= room:
+            self._part += piece
+            return
+        self._part += piece[:room]
+        lines.append(self._part.decode(errors="replace"))
+        self._part.clear()
+        self._cut = True
 
 
 @runtime_checkable

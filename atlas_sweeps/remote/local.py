@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atlas_sweeps.errors import RemoteError
-from atlas_sweeps.remote.base import CallCounter, Result, wrap_for_streaming
+from atlas_sweeps.remote.base import CallCounter, LineSplitter, Result, wrap_for_streaming
 
 _SECRET_VARIABLES = frozenset({"WANDB_API_KEY"})
 
@@ -49,9 +49,13 @@ class LocalRemote(CallCounter):
         if stop is not None:
             watcher = threading.Thread(target=_stop_when_set, args=(stop, proc), daemon=True)
             watcher.start()
+        splitter = LineSplitter()
         try:
-            for raw in proc.stdout:
-                on_stdout(raw.decode(errors="replace").rstrip("\n"))
+            while chunk := proc.stdout.read1(65536):
+                for line in splitter.feed(chunk):
+                    on_stdout(line)
+            for line in splitter.close():
+                on_stdout(line)
             code = proc.wait()
         finally:
             with contextlib.suppress(OSError):
@@ -93,21 +97,18 @@ def run_rsync(argv: list[str], *, env: dict[str, str] | None,
     reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
     out = bytearray()
-    pending = b""
-    while True:
-        chunk = proc.stdout.read1(65536)
-        if not chunk:
-            break
+    splitter = LineSplitter()
+
+    def progress(lines: list[str]) -> None:
+        for line in lines:
+            if on_progress is not None and line.strip():
+                on_progress(line.strip())
+
+    while chunk := proc.stdout.read1(65536):
         out += chunk
-        if on_progress is not None:
-            pending += chunk.replace(b"\r", b"\n")
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    on_progress(line.decode(errors="replace").strip())
+        progress(splitter.feed(chunk))
     code = proc.wait()
     reader.join()
-    if on_progress is not None and pending.strip():
-        on_progress(pending.decode(errors="replace").strip())
+    progress(splitter.close())
     return Result(command=" ".join(argv), exit_code=code, stdout=out.decode(errors="replace"),
                   stderr=b"".join(errors).decode(errors="replace"))
