@@ -51,11 +51,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp)
+        project = Path(tmp) / "project"  # synced to the cluster; the state database lives beside it, not in it
+        project.mkdir()
         (project / "noop.py").write_text("import sys\n")
         (project / "small.yml").write_text(sweep_file(1, 1))
         (project / "large.yml").write_text(sweep_file(10, 8))
-        env = {**os.environ, "ATLAS_SWEEPS_STATE_DIR": str(project / ".state"), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "ATLAS_SWEEPS_STATE_DIR": str(Path(tmp) / "state"), "PYTHONPATH": str(ROOT)}
         env.pop("WANDB_API_KEY", None)
         rows = []
         for label, name, nodes in (("1 sweep x 1 node", "small", 1), ("10 sweeps x 8 nodes", "large", 8)):
