@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 class AtlasError(Exception):
-    """Base of every error the tool reports to a user. ``exit_code`` is what the CLI exits with."""
+    """Base of every error the tool reports to a user. ``exit_code`` is what the CLI exits with;
+    ``retryable`` says whether trying the same thing again later may succeed (``status`` retries those)."""
 
     exit_code = 1
+    retryable = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -40,13 +42,24 @@ class ConfigError(UsageError):
 
 
 class RemoteError(AtlasError):
-    """The cluster or the connection to it failed. Exit code 1."""
+    """The cluster or the connection to it failed (refused, dropped, timed out); may pass. Exit code 1."""
+
+    retryable = True
 
 
 class HostKeyError(RemoteError):
     """The login node's host key is unknown or changed; refused under strict checking. Exit code 2."""
 
     exit_code = 2
+    retryable = False
+
+
+class AuthError(RemoteError):
+    """The login node refused the login, or it needs a password or passphrase no one can type here.
+    Waiting will not change that. Exit code 2."""
+
+    exit_code = 2
+    retryable = False
 
 
 class StateError(AtlasError):
@@ -65,3 +78,9 @@ class Interrupted(AtlasError):
     """The user pressed Ctrl-C; exit code 130 as a shell would give."""
 
     exit_code = 130
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` may pass if the same thing is tried again: our errors say so themselves; anything
+    else (a socket or SSH library error that escaped) counts as a connection problem, as before."""
+    return exc.retryable if isinstance(exc, AtlasError) else True

@@ -2,7 +2,7 @@
 ``squeue`` with array tasks expanded, ``sacct`` only for arrays that left squeue, accounting detection,
 and the last line of running tasks' logs, bounded in bytes), merged with the last states seen into
 launches → sweeps → tasks with per-sweep progress counts. A failed poll keeps the last good data, marked
-stale, and is retried with backoff."""
+stale, and is retried with backoff, unless retrying cannot help (a changed host key, a refused login)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atlas_sweeps.errors import is_retryable
 from atlas_sweeps.jobstate import (
     ACTIVE_STATES,
     DONE,
@@ -235,6 +236,7 @@ class StatusSnapshot:
     failures: int = 0
     next_refresh: float | None = None
     remote_calls: int = 0
+    fatal: Exception | None = None  # an error retrying cannot fix (changed host key, refused login)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -342,18 +344,22 @@ class Poller:
             by_cluster.setdefault(rec.cluster, []).append(rec)
         statuses: dict[str, LaunchStatus] = {}
         errors: list[str] = []
+        fatal: Exception | None = None
         for cluster, recs in by_cluster.items():
             try:
                 for status in self._poll_cluster(cluster, recs):
                     statuses[status.launch.id] = status
-            except Exception as exc:  # noqa: BLE001 - any failure keeps the last data and is retried
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the last data; retried if it may pass
                 self._drop(cluster)
                 message = f"{cluster}: {exc}"
                 errors.append(message)
+                if fatal is None and not is_retryable(exc):
+                    fatal = exc
                 for rec in recs:
                     statuses[rec.id] = stored_status(self.db, rec, stale=True, error=message)
         return StatusSnapshot(launches=tuple(statuses[r.id] for r in launches), refreshed=self.clock(),
-                              stale=bool(errors), error="; ".join(errors) or None, remote_calls=self.calls)
+                              stale=bool(errors), error="; ".join(errors) or None, remote_calls=self.calls,
+                              fatal=fatal)
 
     def close(self) -> None:
         for name in list(self._clusters):

@@ -128,9 +128,17 @@ def _print(snapshot, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
         console.out().print(render_status(snapshot, live=False), crop=False)
 
 
+def _stop_if_fatal(snapshot) -> None:  # type: ignore[no-untyped-def]
+    """Raise the poll's error when retrying cannot fix it (changed host key, refused login): the CLI prints
+    it and exits with its code. Connection failures that may pass are retried instead."""
+    if snapshot.fatal is not None:
+        raise snapshot.fatal
+
+
 def _once(poller, launches, *, as_json: bool) -> int:  # type: ignore[no-untyped-def]
     snapshot = poller.poll(launches)
     _print(snapshot, as_json=as_json)
+    _stop_if_fatal(snapshot)
     return 1 if snapshot.error else 0
 
 
@@ -144,6 +152,7 @@ def _wait(poller, launches, *, every: float, timeout: float | None, as_json: boo
     last_line = None
     while True:
         snapshot = poller.poll(launches)
+        _stop_if_fatal(snapshot)
         failures = failures + 1 if snapshot.error else 0
         line = progress_text(snapshot.counts).plain + (f"  ({snapshot.error}; retrying)" if snapshot.error else "")
         if line != last_line:
@@ -172,6 +181,7 @@ def _live(poller, launches, *, every: float) -> int:  # type: ignore[no-untyped-
     out = console.out()
     failures = 0
     snapshot = poller.poll(launches)  # before the live display: a password prompt must not fight it
+    _stop_if_fatal(snapshot)
 
     def view(snap):  # type: ignore[no-untyped-def]
         rows = max(5, out.size.height - 6 * len(snap.launches) - 4)
@@ -189,6 +199,7 @@ def _live(poller, launches, *, every: float) -> int:  # type: ignore[no-untyped-
                     time.sleep(min(1.0, max(0.05, snapshot.next_refresh - time.time())))
                 snapshot = poller.poll(launches)
                 live.update(view(snapshot), refresh=True)
+                _stop_if_fatal(snapshot)
     except KeyboardInterrupt:
         console.err().print("stopped")
         return 0

@@ -25,6 +25,17 @@ def run_cli(args: list[str], *, state: Path, timeout: float = 120, cwd: Path = D
     return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def unseen_copy(state: Path, to: Path) -> Path:
+    """A state directory ``to`` holding a copy of ``state``'s database without the task states any poll saw
+    (as in another terminal): the next poll must ask the cluster."""
+    to.mkdir()
+    shutil.copy(state / "state.db", to / "state.db")
+    with sqlite3.connect(to / "state.db") as db:
+        db.execute("DELETE FROM task_states")
+        db.execute("DELETE FROM launch_polls")
+    return to
+
+
 def tasks_of(doc: dict) -> dict[str, dict]:
     return {t["job_id"]: t for launch in doc["launches"] for s in launch["sweeps"] for t in s["tasks"]}
 
@@ -135,12 +146,7 @@ def test_after_jobs_leave_squeue_final_states_come_from_sacct(launched: dict, tm
     else:
         pytest.fail(f"job {job} stayed in squeue for 150 s")
     # Another terminal with no last-seen states (as after copying the DB elsewhere): only sacct knows.
-    fresh = tmp_path / "state"
-    fresh.mkdir()
-    shutil.copy(launched["state"] / "state.db", fresh / "state.db")
-    with sqlite3.connect(fresh / "state.db") as db:
-        db.execute("DELETE FROM task_states")
-        db.execute("DELETE FROM launch_polls")
+    fresh = unseen_copy(launched["state"], tmp_path / "state")
     out = run_cli(["status", "--once", "--json", "--launch", launched["launch"]], state=fresh)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -165,3 +171,46 @@ def test_status_once_does_not_import_wandb(launched: dict) -> None:
     out = subprocess.run([str(Path(CLI).parent / "python"), "-c", code], env=env, cwd=DATA, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip().endswith("CLEAN"), out.stdout + out.stderr
+
+
+# -- errors retrying cannot fix (issue 9, part 5) ------------------------------------------------------------
+@pytest.fixture()
+def changed_key(launched: dict, tmp_path: Path) -> dict[str, str]:
+    """Environment whose ``sandbox`` profile's known_hosts holds another key for the sandbox's address (as
+    after a man-in-the-middle or a reinstall), and a state copy whose tasks were never seen (a poll must
+    connect)."""
+    sandbox = launched["sandbox"]
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[{sandbox.host}]:{sandbox.port} {key_type} {key}\n")
+    clusters = tmp_path / "config" / "atlas-sweeps" / "clusters"
+    clusters.mkdir(parents=True)
+    profile = sandbox.profiles[sandbox.profile].read_text()
+    assert f'known_hosts = "{sandbox.known_hosts}"' in profile
+    (clusters / f"{sandbox.profile}.toml").write_text(
+        profile.replace(f'known_hosts = "{sandbox.known_hosts}"', f'known_hosts = "{known}"'))
+    state = unseen_copy(launched["state"], tmp_path / "state")
+    return {"XDG_CONFIG_HOME": str(tmp_path / "config"), "ATLAS_SWEEPS_STATE_DIR": str(state)}
+
+
+def test_wait_stops_on_a_changed_host_key_with_its_message_and_code(launched: dict, changed_key: dict) -> None:
+    env = {**os.environ, **changed_key, "NO_COLOR": "1"}
+    out = subprocess.run([CLI, "status", "--wait", "--launch", launched["launch"]], cwd=DATA, env=env,
+                         capture_output=True, text=True, timeout=60)  # before: retried forever
+    assert out.returncode == 2, out.stderr
+    assert "CHANGED" in out.stderr and "man-in-the-middle" in out.stderr and "retrying" not in out.stderr
+
+
+def test_live_status_stops_on_a_changed_host_key(launched: dict, changed_key: dict) -> None:
+    session = f"atlas-status-key-{os.getpid()}"
+    env = " ".join(f"{k}={v}" for k, v in changed_key.items())
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"], check=True)
+    try:
+        _wait_pane(session, lambda t: t.strip() != "", timeout=10)
+        subprocess.run(["tmux", "send-keys", "-t", session,
+                        f"{env} {CLI} status --launch {launched['launch']}; echo EXIT=$?", "Enter"], check=True)
+        text = _wait_pane(session, lambda t: re.search(r"^EXIT=\d+", t, re.M) is not None, timeout=30)
+        assert re.search(r"^EXIT=2$", text, re.M) and "CHANGED" in text.replace("\n", ""), text
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
