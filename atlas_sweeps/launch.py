@@ -20,7 +20,7 @@ from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
 from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config_path
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
 from atlas_sweeps.jobs import PreparedSweep, job_name, prepare_sweep
-from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.layout import LaunchLayout, guessed_home, resolve_root
 from atlas_sweeps.plan import Plan, PlannedSweep, build_plan
 from atlas_sweeps.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.profile import Profile, load_profile
@@ -279,7 +279,9 @@ class Launcher:
     def _preflight(self, prepared: Prepared, remote: Remote, *, launch_id: str, backend: SweepBackend,
                    resuming: bool) -> PreflightReport:
         self.on_step("preflight on the login node")
-        [probe] = prepare_all(prepared, launch_id=launch_id, root=prepared.profile.remote_dir, backend=backend,
+        # sbatch --test-only reads only the probe's #SBATCH lines; its paths need just be absolute (no '~').
+        probe_root = resolve_root(prepared.profile.remote_dir, home=guessed_home(prepared.profile.user))
+        [probe] = prepare_all(prepared, launch_id=launch_id, root=probe_root, backend=backend,
                               created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE, sweeps=prepared.plan.sweeps[:1])
         names: tuple[str, ...] = ()
         if resuming:

@@ -8,15 +8,21 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class LaunchLayout:
-    """Remote paths of one launch; ``root`` is absolute once the preflight resolved ``~`` (Slurm does not)."""
+    """Remote paths of one launch under ``root``, an absolute path: scripts quote every path, and a quoted
+    ``~`` is never expanded (nor does Slurm expand it), so a ``~`` here would name a directory called ``~``."""
 
     root: str
     launch_id: str
+
+    def __post_init__(self) -> None:
+        if not self.root.startswith("/"):
+            raise ValueError(f"remote root {self.root!r} is not absolute: resolve it first (resolve_root)")
 
     @property
     def snapshots(self) -> str:
@@ -53,3 +59,24 @@ class LaunchLayout:
 def log_path(pattern: str, *, job_id: str, task: int | None) -> str:
     """The real file name of ``pattern`` for one array task (what Slurm writes)."""
     return pattern.replace("%A", job_id).replace("%a", str(task if task is not None else 0)).replace("%j", job_id)
+
+
+def resolve_root(remote_dir: str, *, home: str) -> str:
+    """``remote_dir`` made absolute as the preflight does on the login node: ``~``, ``~/x`` and relative
+    paths are under ``home``."""
+    if remote_dir == "~":
+        return home
+    if remote_dir.startswith("~/"):
+        return f"{home}/{remote_dir[2:]}"
+    return remote_dir if remote_dir.startswith("/") else f"{home}/{remote_dir}"
+
+
+def guessed_home(user: str | None) -> str:
+    """A login node's usual home directory for ``user`` (else ours, as ssh would log in as us): what a
+    script is rendered with before the preflight has learnt the real one (a dry run, the preflight's probe)."""
+    return f"/home/{user or getpass.getuser()}"
+
+
+def is_under_home(remote_dir: str) -> bool:
+    """Whether ``remote_dir`` depends on the remote home directory (known only on the login node)."""
+    return not remote_dir.startswith("/")

@@ -90,16 +90,17 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
         console.err().print(f"[yellow]note:[/] {escape(prepared.profile.project_note)}")
     if dry_run:
         from atlas_sweeps.backends import make_backend
-        from atlas_sweeps.launch_view import dry_run_document, print_dry_run
+        from atlas_sweeps.launch_view import dry_run_document, dry_run_root, print_dry_run
         from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE
 
         backend = make_backend(prepared.backend, **({"dry_run": True} if prepared.backend == "wandb" else {}))
-        sweeps = prepare_all(prepared, launch_id="DRYRUN", root=prepared.profile.remote_dir, backend=backend,
+        root = dry_run_root(prepared.profile)
+        sweeps = prepare_all(prepared, launch_id="DRYRUN", root=root.path, backend=backend,
                              created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE)
         if as_json:
-            click.echo(json.dumps(dry_run_document(prepared, sweeps), indent=2))
+            click.echo(json.dumps(dry_run_document(prepared, sweeps, root=root), indent=2))
         else:
-            print_dry_run(console.out(), prepared, sweeps)
+            print_dry_run(console.out(), prepared, sweeps, root=root)
         return
     _run(lambda launcher: launcher.launch(prepared), accept_new_host_key=accept_new_host_key, as_json=as_json)
 
