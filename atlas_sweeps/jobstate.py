@@ -9,7 +9,8 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-# squeue -O fields, '|'-delimited; exit_code is the raw wait status (768 = exit 3, 9 = signal 9).
+# squeue -O fields, '|'-delimited; exit_code is the raw wait status (768 = exit 3, 9 = signal 9) up to 22.05,
+# ``exit:signal`` (``3:0``) since 23.02.
 SQUEUE_FIELDS = ("ArrayJobID", "ArrayTaskID", "JobID", "State", "Reason", "NodeList", "TimeUsed", "TimeLimit",
                  "StartTime", "EndTime", "exit_code")
 SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Elapsed", "Timelimit", "Start", "End", "NodeList",
@@ -32,6 +33,8 @@ _STATE_ALIASES = {"OOM": "OUT_OF_MEMORY", "CA": "CANCELLED", "CD": "COMPLETED", 
                   "R": "RUNNING", "TO": "TIMEOUT", "CG": "COMPLETING", "CF": "CONFIGURING", "NF": "NODE_FAIL"}
 
 _TASK_ID = re.compile(r"^(\d+)(?:_(\d+|\[[^\]]*\]))?(?:\+\d+)?$")
+# Slurm caps MaxArraySize at 4000001 (src/common/read_config.c), so no task index exceeds 4000000.
+MAX_TASK_INDEX = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -39,29 +42,57 @@ class ArrayId:
     """A parsed Slurm job id: ``123`` (no task), ``123_4`` (one task) or ``123_[5-9%2]`` (several)."""
 
     job_id: str
-    tasks: tuple[int, ...] | None  # None: the whole job (or a plain job)
+    spans: tuple[range, ...] | None  # None: the whole job (or a plain job); ranges stay lazy
+
+    @property
+    def tasks(self) -> tuple[int, ...] | None:
+        """Every task named, in order (at most MAX_TASK_INDEX + 1 of them: ``parse_task_spans`` checked)."""
+        return None if self.spans is None else tuple(t for span in self.spans for t in span)
 
     @property
     def task(self) -> int | None:
         """The single task, when exactly one is named."""
-        return self.tasks[0] if self.tasks is not None and len(self.tasks) == 1 else None
+        if self.spans is None or sum(len(span) for span in self.spans) != 1:
+            return None
+        return next(t for span in self.spans for t in span)
+
+    @property
+    def max_task(self) -> int | None:
+        """The highest task index named (None for a whole job), found without listing the tasks."""
+        return None if self.spans is None else max((span[-1] for span in self.spans if span), default=None)
 
 
-def parse_task_ranges(text: str) -> tuple[int, ...]:
-    """Task indices of ``5-9%2``, ``[1,3,5-7]`` or ``0-10:2`` (the ``%`` throttle is dropped)."""
-    text = text.strip().strip("[]").split("%", 1)[0]
-    out: list[int] = []
-    for part in filter(None, text.split(",")):
+def parse_task_spans(text: str) -> tuple[range, ...]:
+    """Task ranges of ``5-9%2``, ``[1,3,5-7]`` or ``0-10:2`` (the ``%`` throttle is dropped), never expanded;
+    ``ValueError`` for an index beyond any Slurm's largest array (``1_[0-9999999999]``) or a malformed part."""
+    body = text.strip().strip("[]").split("%", 1)[0]
+    spans: list[range] = []
+    for part in filter(None, body.split(",")):
         step = 1
         if ":" in part:
             part, step_text = part.split(":", 1)
-            step = max(1, int(step_text))
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1, step))
-        else:
-            out.append(int(part))
-    return tuple(out)
+            step = max(1, _index(step_text, text))
+        lo_text, _, hi_text = part.partition("-")
+        lo = _index(lo_text, text)
+        hi = _index(hi_text, text) if hi_text else lo
+        spans.append(range(lo, hi + 1, step))
+    if sum(len(span) for span in spans) > MAX_TASK_INDEX + 1:
+        raise ValueError(f"{text!r} names more tasks than the largest Slurm array holds ({MAX_TASK_INDEX + 1})")
+    return tuple(spans)
+
+
+def _index(part: str, whole: str) -> int:
+    part = part.strip()
+    if not (part.isascii() and part.isdigit()):
+        raise ValueError(f"not a task index: {part!r} in {whole!r}")
+    if len(part) > 9 or int(part) > MAX_TASK_INDEX:
+        raise ValueError(f"task index {part} in {whole!r} is beyond the largest Slurm allows ({MAX_TASK_INDEX})")
+    return int(part)
+
+
+def parse_task_ranges(text: str) -> tuple[int, ...]:
+    """Task indices of ``5-9%2``, ``[1,3,5-7]`` or ``0-10:2``, listed (bounded by ``parse_task_spans``)."""
+    return tuple(t for span in parse_task_spans(text) for t in span)
 
 
 def parse_array_id(text: str) -> ArrayId:
@@ -70,9 +101,7 @@ def parse_array_id(text: str) -> ArrayId:
     if not match:
         raise ValueError(f"not a Slurm job id: {text!r} (expected 123, 123_4 or 123_[5-9])")
     job, tasks = match.group(1), match.group(2)
-    if tasks is None:
-        return ArrayId(job_id=job, tasks=None)
-    return ArrayId(job_id=job, tasks=parse_task_ranges(tasks))
+    return ArrayId(job_id=job, spans=None if tasks is None else parse_task_spans(tasks))
 
 
 def normalize_state(raw: str) -> str:
@@ -123,8 +152,9 @@ def format_duration(seconds: int | None) -> str:
 
 
 def parse_exit_code(text: str, *, wait_status: bool = False) -> int | None:
-    """A job's exit code as a shell would report it (``3:0`` → 3, ``0:9`` → 137); squeue's ``exit_code``
-    is a raw wait status (``768`` → 3, ``9`` → 137) when ``wait_status``."""
+    """A job's exit code as a shell would report it: ``exit:signal`` as sacct, scontrol and squeue since 23.02
+    print it (``3:0`` → 3, ``0:9`` → 137), or, when ``wait_status``, the raw wait status squeue 22.05 printed
+    (``768`` → 3, ``9`` → 137). None for an empty field (24.11 prints none when the code is unset)."""
     text = text.strip()
     try:
         if ":" in text:
@@ -137,6 +167,26 @@ def parse_exit_code(text: str, *, wait_status: bool = False) -> int | None:
         return value
     sig = value & 0x7F
     return 128 + sig if sig else (value >> 8) & 0xFF
+
+
+def consistent_exit_code(state: str, code: int | None) -> int | None:
+    """The exit code shown with a final ``state``, so that the two never contradict. slurmctld records
+    COMPLETED only for a batch script that exited 0 without a signal (``_job_complete`` in job_mgr.c), so a
+    COMPLETED record with another code carries a code that is not its task's: 0. FAILED with 0: unknown."""
+    if state == "COMPLETED":
+        return 0
+    if state == "FAILED" and code == 0:
+        return None
+    return code
+
+
+def _final_code(state: str, text: str, *, wait_status: bool = False) -> int | None:
+    return consistent_exit_code(state, parse_exit_code(text, wait_status=wait_status)) if is_terminal(state) else None
+
+
+# ``source`` of a state ``cancel`` recorded: scancel succeeded, and a task that never started leaves squeue
+# at once and may have no sacct record of its own.
+CANCEL_SOURCE = "scancel"
 
 
 @dataclass(frozen=True)
@@ -153,7 +203,7 @@ class TaskState:
     exit_code: int | None = None
     start: str = ""
     end: str = ""
-    source: str = "squeue"  # squeue, sacct, last-seen, none
+    source: str = "squeue"  # squeue, sacct, last-seen, scancel, none
 
     @property
     def slurm_id(self) -> str:
@@ -207,7 +257,7 @@ def parse_squeue(text: str, *, job_ids: Iterable[str] | None = None) -> list[Tas
             out.append(TaskState(
                 job_id=array_job, task=task, state=norm, reason=_clean(reason) if norm != "COMPLETED" else "", node=_clean(node),
                 elapsed=parse_duration(used), time_limit=parse_duration(limit),
-                exit_code=parse_exit_code(code, wait_status=True) if is_terminal(norm) else None,
+                exit_code=_final_code(norm, code, wait_status=True),
                 start=_clean(start), end=_clean(end) if is_terminal(norm) else "", source="squeue"))
     return out
 
@@ -222,9 +272,12 @@ def sacct_command(*, ids_expr: str, start_expr: str) -> str:
 
 
 def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[TaskState]:
-    """Tasks in ``sacct_command``'s output (a later record of the same task, e.g. after a requeue, wins)."""
+    """Tasks in ``sacct_command``'s output. A record of one task beats the array's pending-remainder record
+    (``1_[2,4-5%1]``, which lags behind the tasks split off it), which beats a record without a task id;
+    among equals a later record (e.g. after a requeue) wins."""
     wanted = set(job_ids) if job_ids is not None else None
     found: dict[tuple[str, int], TaskState] = {}
+    rank: dict[tuple[str, int], int] = {}
     for line in text.splitlines():
         cols = line.split("|")
         if len(cols) < len(SACCT_FIELDS):
@@ -237,11 +290,16 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
         if wanted is not None and parsed.job_id not in wanted:
             continue
         norm = normalize_state(state)
+        level = 0 if parsed.spans is None else 2 if parsed.task is not None else 1
         for task in parsed.tasks if parsed.tasks is not None else (0,):
-            found[(parsed.job_id, task)] = TaskState(
+            key = (parsed.job_id, task)
+            if rank.get(key, -1) > level:
+                continue
+            rank[key] = level
+            found[key] = TaskState(
                 job_id=parsed.job_id, task=task, state=norm, reason=_clean(reason) if norm != "COMPLETED" else "", node=_clean(node),
                 elapsed=parse_duration(elapsed), time_limit=parse_duration(limit),
-                exit_code=parse_exit_code(code) if is_terminal(norm) else None,
+                exit_code=_final_code(norm, code),
                 start=_clean(start), end=_clean(end) if is_terminal(norm) else "", source="sacct")
     return list(found.values())
 
@@ -255,7 +313,8 @@ def accounting_missing(sacct_stderr: str) -> bool:
 def merge_tasks(*, arrays: Mapping[str, int], squeue: Iterable[TaskState], sacct: Iterable[TaskState],
                 last_seen: Iterable[TaskState]) -> dict[tuple[str, int], TaskState]:
     """One state per task of ``arrays`` (array job id → task count): squeue first (it is live), then sacct
-    for tasks that left squeue (and for exit codes squeue lacks), then the last state seen, else UNKNOWN."""
+    for tasks that left squeue (and for exit codes squeue lacks), then the last state seen, else UNKNOWN.
+    A cancel recorded by ``cancel`` beats a sacct state that is not final (a stale pending-remainder record)."""
     live = {(t.job_id, t.task): t for t in squeue}
     acct = {(t.job_id, t.task): t for t in sacct}
     seen = {(t.job_id, t.task): t for t in last_seen}
@@ -263,11 +322,12 @@ def merge_tasks(*, arrays: Mapping[str, int], squeue: Iterable[TaskState], sacct
     for job_id, count in arrays.items():
         for task in range(count):
             key = (job_id, task)
+            cancelled = key in seen and seen[key].source == CANCEL_SOURCE
             if key in live:
                 state = live[key]
                 if is_terminal(state.state) and key in acct and acct[key].exit_code is not None:
-                    state = replace(state, exit_code=acct[key].exit_code)
-            elif key in acct:
+                    state = replace(state, exit_code=consistent_exit_code(state.state, acct[key].exit_code))
+            elif key in acct and (is_terminal(acct[key].state) or not cancelled):
                 state = acct[key]
             elif key in seen:  # a final state stays what it was; a live one is now only "last seen"
                 state = seen[key] if is_terminal(seen[key].state) else replace(seen[key], source="last-seen")

@@ -303,13 +303,22 @@ class StateDB:
     def save_task_states(self, launch_id: str, tasks: list[TaskSeen], *, polled: float,
                          accounting: bool | None) -> None:
         """Record one poll of a launch: every task's state (replacing the previous) and the poll itself."""
+        with self._tx() as db:
+            self._put_task_states(db, tasks)
+            db.execute("INSERT OR REPLACE INTO launch_polls (launch_id, polled, accounting) VALUES (?, ?, ?)",
+                       (launch_id, polled, None if accounting is None else int(accounting)))
+
+    def record_task_states(self, tasks: list[TaskSeen]) -> None:
+        """Replace some tasks' last-seen states without a poll (``cancel`` records what scancel did)."""
+        with self._tx() as db:
+            self._put_task_states(db, tasks)
+
+    @staticmethod
+    def _put_task_states(db: sqlite3.Connection, tasks: list[TaskSeen]) -> None:
         cols = [f.name for f in fields(TaskSeen)]
         sql = (f"INSERT OR REPLACE INTO task_states ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
                f"VALUES ({', '.join('?' * len(cols))})")
-        with self._tx() as db:
-            db.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
-            db.execute("INSERT OR REPLACE INTO launch_polls (launch_id, polled, accounting) VALUES (?, ?, ?)",
-                       (launch_id, polled, None if accounting is None else int(accounting)))
+        db.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
 
     def task_states(self, launch_id: str) -> list[TaskSeen]:
         """The last-seen states of a launch's tasks (empty before its first poll)."""

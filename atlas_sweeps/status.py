@@ -15,6 +15,7 @@ from pathlib import Path
 from atlas_sweeps.errors import is_retryable
 from atlas_sweeps.jobstate import (
     ACTIVE_STATES,
+    CANCEL_SOURCE,
     DONE,
     FAILED,
     PENDING,
@@ -387,8 +388,9 @@ class Poller:
             jobs = self.db.jobs(rec.id)
             seen = {(s.job_id, s.task): s for s in self.db.task_states(rec.id)}
             plans[rec.id] = (jobs, seen)
+            polled = self.db.last_poll(rec.id)
             for job in jobs:
-                done = all(key in seen and is_terminal(seen[key].state)
+                done = all(key in seen and _settled(seen[key], polled.polled if polled else None)
                            for key in ((job.job_id, t) for t in range(job.task_count)))
                 if not done:  # finished arrays are never asked about again
                     recheck = tuple(t for t in range(job.task_count)
@@ -444,6 +446,14 @@ def wandb_counts(sweeps: list[SweepRecord], *, base_url: str | None) -> tuple[di
     except Exception as exc:  # noqa: BLE001 - W&B being unreachable must not hide the Slurm table
         return None, f"W&B progress unavailable: {exc}"
     return {sid: dict(p.runs_by_state) for sid, p in progress.items()}, None
+
+
+def _settled(seen: TaskSeen, polled: float | None) -> bool:
+    """A final state no poll needs to confirm: a cancel recorded by ``cancel`` is checked by one poll after
+    it (the task may have finished just before scancel), then kept."""
+    if not is_terminal(seen.state):
+        return False
+    return seen.source != CANCEL_SOURCE or (polled is not None and seen.seen <= polled)
 
 
 def _to_seen(launch_id: str, st: TaskState, log_line: str, now: float) -> TaskSeen:

@@ -30,7 +30,8 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         EMIT_FUNCTION,
         "export LC_ALL=C",
         f"id={shlex.quote(slurm_id)}; file={shlex.quote(path or '')}; n={int(lines)}; every={float(interval):g}",
-        'info() { scontrol -o show job "$id" 2>/dev/null | head -n 1; }',
+        # scontrol prints "Job 12_3 not found" on stdout for a task that left slurmctld: only JobId= lines count.
+        "info() { scontrol -o show job \"$id\" 2>/dev/null | grep -m 1 '^JobId='; }",
         "field() { printf '%s\\n' \"$1\" | tr ' ' '\\n' | sed -n \"s/^$2=//p\" | head -n 1; }",
         "prefix() { awk '{ print \"L \" $0; fflush() }'; }",
         'tailpid=""; last=""',
@@ -106,3 +107,15 @@ def follow(remote: object, script: str, *, on_event: Callable[[TailEvent], None]
 
     remote.stream_script(script, on_stdout=on_stdout, stop=stop)  # type: ignore[attr-defined]
     return result[-1] if result else None
+
+
+
+def cancelled_note(slurm_id: str, *, state: str, start: str) -> str | None:
+    """What ``tail`` says of a task neither slurmctld nor sacct knows when the state database last saw it
+    CANCELLED (``cancel`` records that): a task cancelled before it started leaves squeue at once, may have
+    no sacct record of its own, and never wrote a log. None when the database knows no cancel."""
+    if state != "CANCELLED":
+        return None
+    if not start:
+        return f"job {slurm_id} was cancelled before it started: it never ran, so it has no log"
+    return f"job {slurm_id} was cancelled (started {start}); the cluster no longer lists it"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 
 import click
@@ -21,14 +22,38 @@ class CancelPlan:
     slurm_ids: tuple[str, ...]
     jobs: int
     sweep_ids: tuple[str, ...]  # W&B sweeps to stop (empty for a job or the local backend)
+    tasks: tuple[tuple[str, int], ...] = ()  # (array job id, task) of every task the scancel targets
 
 
-def _unfinished(db, launch_id: str, job, tasks) -> int:  # type: ignore[no-untyped-def]
+def _targets(jobs, tasks=None) -> tuple[tuple[str, int], ...]:  # type: ignore[no-untyped-def]
+    """Every (array job id, task) of ``jobs``, or only ``tasks`` of the one job."""
+    return tuple((j.job_id, t) for j in jobs for t in (range(j.task_count) if tasks is None else tasks))
+
+
+def _unfinished(db, launch_id: str, targets: tuple[tuple[str, int], ...]) -> int:  # type: ignore[no-untyped-def]
     from atlas_sweeps.jobstate import is_terminal
 
     seen = {(s.job_id, s.task): s.state for s in db.task_states(launch_id)}
-    wanted = range(job.task_count) if tasks is None else tasks
-    return sum(1 for t in wanted if not is_terminal(seen.get((job.job_id, t), "PENDING")))
+    return sum(1 for key in targets if not is_terminal(seen.get(key, "PENDING")))
+
+
+def cancelled_states(seen, plan: CancelPlan, *, now: float):  # type: ignore[no-untyped-def]
+    """What a successful scancel did, as last-seen states: each targeted task not known to be final is
+    CANCELLED (source ``scancel``), keeping what was known of it. A task that never started leaves squeue
+    at once and may have no sacct record, so without this it would stay pending for good."""
+    from dataclasses import replace
+
+    from atlas_sweeps.jobstate import CANCEL_SOURCE, is_terminal
+    from atlas_sweeps.state import TaskSeen
+
+    known = {(s.job_id, s.task): s for s in seen}
+    out = []
+    for job_id, task in plan.tasks:
+        prev = known.get((job_id, task)) or TaskSeen(launch_id=plan.launch_id, job_id=job_id, task=task, state="PENDING")
+        if not is_terminal(prev.state):
+            out.append(replace(prev, state="CANCELLED", reason="", end="", exit_code=None, source=CANCEL_SOURCE,
+                               seen=now))
+    return out
 
 
 def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
@@ -39,27 +64,30 @@ def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
     if launch is not None:
         jobs = db.jobs(launch.id)
         sweeps = db.sweeps(launch.id)
+        targets = _targets(jobs)
         return CancelPlan(what=f"launch {launch.id}", launch_id=launch.id, cluster=launch.cluster,
-                          slurm_ids=tuple(j.job_id for j in jobs),
-                          jobs=sum(_unfinished(db, launch.id, j, None) for j in jobs),
-                          sweep_ids=tuple(s.sweep_id for s in sweeps if s.sweep_id and launch.backend == "wandb"))
+                          slurm_ids=tuple(j.job_id for j in jobs), jobs=_unfinished(db, launch.id, targets),
+                          sweep_ids=tuple(s.sweep_id for s in sweeps if s.sweep_id and launch.backend == "wandb"),
+                          tasks=targets)
     if target[:1].isdigit():
         try:
             parsed = parse_array_id(target)
-        except ValueError:
-            raise UsageError(f"'{target}' is not a launch, sweep or job id",
-                             hint="'atlas-sweeps ls' lists launches and sweeps") from None
+        except ValueError as exc:
+            message = str(exc) if "_" in target else f"'{target}' is not a launch, sweep or job id"
+            raise UsageError(message, hint="use 123, 123_4 or 123_[5-9] as 'atlas-sweeps status' prints them; "
+                                           "'atlas-sweeps ls' lists launches") from None
         job = db.job_by_id(parsed.job_id)
         if job is None:
             raise UsageError(f"job {parsed.job_id} is not part of any recorded launch",
                              hint="cancel only touches jobs atlas-sweeps submitted; use scancel for others")
         launch = db.launch(job.launch_id)
-        tasks = parsed.tasks
-        if tasks is not None and any(not 0 <= t < job.task_count for t in tasks):
+        if parsed.spans is not None and (parsed.max_task is None or parsed.max_task >= job.task_count):
             raise UsageError(f"job {parsed.job_id} has tasks 0..{job.task_count - 1}", hint="see 'atlas-sweeps status'")
+        tasks = parsed.tasks  # bounded by the job's own task count now
         ids = (job.job_id,) if tasks is None else tuple(f"{job.job_id}_{t}" for t in tasks)
+        targets = _targets([job], tasks)
         return CancelPlan(what=f"job {target}", launch_id=job.launch_id, cluster=launch.cluster, slurm_ids=ids,
-                          jobs=_unfinished(db, job.launch_id, job, tasks), sweep_ids=())
+                          jobs=_unfinished(db, job.launch_id, targets), sweep_ids=(), tasks=targets)
     launch_part, _, sweep_name = target.rpartition("/")
     candidates = []
     for rec in ([db.launch(launch_part)] if launch_part else db.launches(limit=500)):
@@ -76,9 +104,10 @@ def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
         raise UsageError(f"sweep '{sweep_name}' is in {len(candidates)} launches", hint=f"name one: {ids}")
     rec, sweep = candidates[0]
     jobs = [j for j in db.jobs(rec.id) if j.sweep_name == sweep.name]
+    targets = _targets(jobs)
     return CancelPlan(what=f"sweep {rec.id}/{sweep.name}", launch_id=rec.id, cluster=rec.cluster,
-                      slurm_ids=tuple(j.job_id for j in jobs), jobs=sum(_unfinished(db, rec.id, j, None) for j in jobs),
-                      sweep_ids=(sweep.sweep_id,) if sweep.sweep_id and rec.backend == "wandb" else ())
+                      slurm_ids=tuple(j.job_id for j in jobs), jobs=_unfinished(db, rec.id, targets),
+                      sweep_ids=(sweep.sweep_id,) if sweep.sweep_id and rec.backend == "wandb" else (), tasks=targets)
 
 
 def scancel_script(slurm_ids: tuple[str, ...]) -> str:
@@ -136,6 +165,7 @@ def cancel(target: str, yes: bool, accept_new_host_key: bool) -> None:
         if rc != "0":
             raise RemoteError(f"scancel failed on {profile.name} (exit {rc}): {' '.join(message.split())}",
                               hint="'atlas-sweeps status' shows what is still running")
+        db.record_task_states(cancelled_states(db.task_states(plan.launch_id), plan, now=time.time()))
         err.print(f"cancelled {plan.what}: scancel {' '.join(plan.slurm_ids)} "
                   f"({plan.jobs} unfinished job{'s' if plan.jobs != 1 else ''})", highlight=False)
     if plan.sweep_ids:

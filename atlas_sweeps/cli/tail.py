@@ -60,10 +60,11 @@ def tail(job: str, stderr: bool, lines: int, cluster: str | None, accept_new_hos
     from atlas_sweeps.remote import open_remote
     from atlas_sweeps.state import StateDB
     from atlas_sweeps.status import project_dir_of
-    from atlas_sweeps.tail import exit_status, follow, tail_script
+    from atlas_sweeps.tail import cancelled_note, exit_status, follow, tail_script
 
     stream = "err" if stderr else "out"
-    slurm_id, path, launch = resolve_job(StateDB.open_default(), job, stream=stream)
+    db = StateDB.open_default()
+    slurm_id, path, launch = resolve_job(db, job, stream=stream)
     if launch is not None:
         profile = load_profile(cluster or launch.cluster, project_dir=project_dir_of(launch))
     else:
@@ -97,6 +98,12 @@ def tail(job: str, stderr: bool, lines: int, cluster: str | None, accept_new_hos
         from atlas_sweeps.errors import RemoteError
 
         raise RemoteError(f"lost the log stream of job {slurm_id} on {profile.name}", hint="run tail again")
+    if launch is not None and (final.kind == "missing" or final.state == "UNKNOWN"):
+        seen = {f"{s.job_id}_{s.task}": s for s in db.task_states(launch.id)}.get(slurm_id)
+        note = cancelled_note(slurm_id, state=seen.state, start=seen.start) if seen else None
+        if note:
+            err.print(note, highlight=False)
+            sys.exit(1)
     if final.kind == "missing":
         raise UsageError(f"no job {job} on cluster '{profile.name}' (neither slurmctld nor sacct knows it)",
                          hint="'atlas-sweeps status' lists the jobs of your launches")

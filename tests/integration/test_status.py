@@ -173,6 +173,37 @@ def test_status_once_does_not_import_wandb(launched: dict) -> None:
     assert out.stdout.strip().endswith("CLEAN"), out.stdout + out.stderr
 
 
+def _contradictions(doc: dict) -> list[str]:
+    """Tasks whose state and exit code disagree (COMPLETED is exit 0; FAILED is a non-zero exit)."""
+    return [f"{tid} {t['state']} {t['exit_code']}" for tid, t in tasks_of(doc).items()
+            if (t["state"] == "COMPLETED" and t["exit_code"] != 0) or (t["state"] == "FAILED" and t["exit_code"] == 0)]
+
+
+def test_exit_codes_agree_with_states_in_an_array_whose_first_task_fails(sandbox, tmp_path: Path) -> None:
+    """Issue 10: in an array with a failed task, no completed task shows an exit code (squeue's record of
+    the array's original job is one of the tasks), in every refresh while it runs and after."""
+    shutil.copy(DATA / "status_sleep.py", tmp_path / "status_sleep.py")
+    (tmp_path / "mixed.yml").write_text("program: status_sleep.py\nmethod: grid\nparameters:\n"
+                                        "  seconds:\n    value: 2\n  run:\n    values: [4, 0, 1, 2]\n")
+    state = tmp_path / "state"
+    out = run_cli(["launch", "mixed.yml", "--cluster", sandbox.profile, "--nodes", "4", "--json"], state=state,
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    launch_id, job = result["launch"], result["sweeps"][0]["jobs"][0]["job_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        doc = json.loads(run_cli(["status", "--once", "--json", "--launch", launch_id], state=state, cwd=tmp_path).stdout)
+        assert not _contradictions(doc), doc
+        if doc["launches"][0]["finished"]:
+            break
+        time.sleep(1)
+    tasks = tasks_of(doc)
+    assert [(tasks[f"{job}_{i}"]["state"], tasks[f"{job}_{i}"]["exit_code"]) for i in range(4)] == \
+        [("FAILED", 3)] + [("COMPLETED", 0)] * 3
+    assert {t["source"] for t in tasks.values()} == {"squeue"}  # read while slurmctld still held them
+
+
 # -- errors retrying cannot fix (issue 9, part 5) ------------------------------------------------------------
 @pytest.fixture()
 def changed_key(launched: dict, tmp_path: Path) -> dict[str, str]:

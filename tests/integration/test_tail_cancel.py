@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_status import CLI, DATA, run_cli
+from tests.integration.test_status import CLI, DATA, run_cli, tasks_of
 from tests.integration.wandb_helpers import WandbWorkspace, make_workspace, with_login
 
 
@@ -125,3 +125,41 @@ def test_cancel_of_a_wandb_launch_stops_its_sweeps_and_agents(wandb_ws: WandbWor
     assert ws.standin.sweep(key).handed_out == handed_out < 6
     states = ws.sacct(jobs)
     assert states and all(v.startswith("CANCELLED") for k, v in states.items()), states
+
+
+
+def test_a_cancelled_pending_task_ends_cancelled_and_tail_says_it_never_started(sandbox, tmp_path: Path) -> None:
+    """Issue 10: a task cancelled while pending leaves squeue at once and sacct has no record of it; status
+    shows it CANCELLED (not pending for good), --wait ends, and tail says why there is no log."""
+    state = tmp_path / "state"
+    out = run_cli(["launch", "status_sleep", "--cluster", sandbox.profile, "--nodes", "1", "--json"], state=state)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    launch_id, job = result["launch"], result["sweeps"][0]["jobs"][0]["job_id"]
+    first = json.loads(run_cli(["status", "--once", "--json", "--launch", launch_id], state=state).stdout)
+    assert tasks_of(first)[f"{job}_3"]["state"] == "PENDING"  # one task at a time: 3 waits ~27 s
+    done = run_cli(["cancel", f"{job}_3", "--yes"], state=state)
+    assert done.returncode == 0, done.stderr
+    assert "(1 unfinished job)" in done.stderr
+    gone = subprocess.run(sandbox.ssh_argv(f"squeue --array --states=all --noheader -j {job}_3 -O JobID"),
+                          capture_output=True, text=True)
+    assert not gone.stdout.strip()  # the cluster no longer lists it: only the recorded cancel knows
+    now = tasks_of(json.loads(run_cli(["status", "--once", "--json", "--launch", launch_id], state=state).stdout))
+    assert (now[f"{job}_3"]["state"], now[f"{job}_3"]["exit_code"]) == ("CANCELLED", None)
+    assert now[f"{job}_4"]["state"] == "PENDING"  # the rest of the array goes on
+    waited = run_cli(["status", "--wait", "--timeout", "150", "--json", "--launch", launch_id], state=state,
+                     timeout=200)
+    assert waited.returncode == 1, waited.stderr  # finished, not all completed
+    final = tasks_of(json.loads(waited.stdout))
+    assert [final[f"{job}_{i}"]["state"] for i in range(5)] == ["COMPLETED"] * 3 + ["CANCELLED", "FAILED"]
+    tail = run_cli(["tail", f"{job}_3"], state=state)
+    assert tail.returncode == 1, tail.stderr
+    assert f"job {job}_3 was cancelled before it started" in tail.stderr
+    assert len(tail.stderr.strip().splitlines()) == 1 and not tail.stdout
+
+
+def test_cancel_of_an_absurd_task_range_is_refused_in_one_line(launch: dict) -> None:
+    out = run_cli(["cancel", f"{launch['job_id']}_[0-9999999999]", "--yes"], state=launch["state"], timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert "beyond the largest Slurm allows" in out.stderr and len(out.stderr.strip().splitlines()) <= 2
+    assert "MemoryError" not in out.stderr and "Traceback" not in out.stderr

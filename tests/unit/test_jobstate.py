@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from atlas_sweeps.jobstate import (
@@ -132,3 +134,106 @@ def test_merge_prefers_squeue_then_sacct_then_last_seen() -> None:
     assert (merged[("2", 3)].state, merged[("2", 3)].source) == ("RUNNING", "last-seen")  # said so
     assert merged[("2", 4)].source == "sacct"  # a final state stays final
     assert merged[("2", 5)].state == "UNKNOWN"
+
+
+# -- exit codes that agree with their states (issue 10) ---------------------------------------------------------
+# Recorded on the sandbox (22.05.8): array 45 = 0-3, all four running at once, task 0 exits 1. The array's
+# original record (JobID 45 = ArrayJobID) is the task started last (slurmctld's job_array_post_sched splits
+# the others off it) and carries its own exit code; squeue 22.05 prints raw wait statuses.
+SQUEUE_MIXED = """\
+45|3|45|COMPLETED|None|vm|0:05|10:00|2026-12-02T18:36:04|2026-12-02T18:36:09|0
+45|2|48|COMPLETED|None|vm|0:04|10:00|2026-12-02T18:36:04|2026-12-02T18:36:08|0
+45|1|47|COMPLETED|None|vm|0:03|10:00|2026-12-02T18:36:04|2026-12-02T18:36:07|0
+45|0|46|FAILED|NonZeroExitCode|vm|0:02|10:00|2026-12-02T18:36:04|2026-12-02T18:36:06|256
+"""
+# The same array as squeue 23.02+ prints it (exit:signal, as measured with 24.11.5; an unset code is empty).
+SQUEUE_MIXED_24 = SQUEUE_MIXED.replace("|0\n", "|0:0\n").replace("|256\n", "|1:0\n")
+# Issue 10's report: the original record shown as a task that COMPLETED, with the array's failing code.
+SQUEUE_CONTRADICTION = "537|0|537|COMPLETED|None|vm|0:09|10:00|2026-12-01T10:00:00|2026-12-01T10:00:09|256\n"
+
+
+@pytest.mark.parametrize("text", [SQUEUE_MIXED, SQUEUE_MIXED_24])
+def test_squeue_exit_codes_of_22_05_and_24_11_are_read_alike(text: str) -> None:
+    tasks = {t.task: (t.state, t.exit_code) for t in parse_squeue(text, job_ids=["45"])}
+    assert tasks == {0: ("FAILED", 1), 1: ("COMPLETED", 0), 2: ("COMPLETED", 0), 3: ("COMPLETED", 0)}
+
+
+@pytest.mark.parametrize(("text", "wait_status", "code"), [
+    ("0", True, 0), ("256", True, 1), ("768", True, 3), ("9", True, 137), ("15", True, 143),  # 22.05 squeue
+    ("0:0", True, 0), ("1:0", True, 1), ("3:0", True, 3), ("0:9", True, 137),  # 23.02+ squeue
+    ("0:0", False, 0), ("3:0", False, 3), ("0:15", False, 143),  # sacct, scontrol
+    ("", True, None), ("", False, None), ("N/A", True, None),
+])
+def test_exit_codes_in_both_forms(text: str, wait_status: bool, code: int | None) -> None:
+    assert parse_exit_code(text, wait_status=wait_status) == code
+
+
+def test_a_state_and_its_exit_code_never_contradict() -> None:
+    (task,) = parse_squeue(SQUEUE_CONTRADICTION, job_ids=["537"])
+    assert (task.state, task.exit_code) == ("COMPLETED", 0)  # Slurm says COMPLETED only for exit 0
+    failed_zero = "9_0|9|FAILED|0:0|00:00:01|00:10:00|x|y|vm|None\n"
+    assert [t.exit_code for t in parse_sacct(failed_zero)] == [None]  # failed, code unknown: not "0"
+    # squeue's terminal state with sacct's exit code for the same task: still consistent.
+    merged = merge_tasks(arrays={"537": 1}, squeue=[TaskState("537", 0, "COMPLETED", exit_code=0)],
+                         sacct=[TaskState("537", 0, "COMPLETED", exit_code=1, source="sacct")], last_seen=[])
+    assert merged[("537", 0)].exit_code == 0
+    for states in (parse_squeue(SQUEUE, job_ids=None), parse_sacct(SACCT), parse_squeue(SQUEUE_MIXED_24)):
+        for t in states:
+            assert t.state != "COMPLETED" or t.exit_code == 0
+            assert t.state != "FAILED" or t.exit_code != 0
+
+
+# -- a cancelled pending task (issue 10) ----------------------------------------------------------------------
+# Recorded on the sandbox: array 1 = 0-5%1, task 3 cancelled while pending (scancel 1_3). squeue no longer
+# lists task 3; sacct has no record of it, and its pending-remainder record lags behind task 2, split off it.
+SQUEUE_AFTER_CANCEL = """\
+1|1|10|COMPLETED|None|vm|0:21|10:00|2026-12-02T18:33:07|2026-12-02T18:33:28|0
+1|4|1|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0
+1|5|1|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0
+1|2|27|RUNNING|None|vm|0:06|10:00|2026-12-02T18:33:29|N/A|0
+"""
+SACCT_AFTER_CANCEL = """\
+1_0|2|FAILED|1:0|00:00:21|00:10:00|2026-12-02T18:32:45|2026-12-02T18:33:06|vm|NonZeroExitCode
+1_1|10|COMPLETED|0:0|00:00:21|00:10:00|2026-12-02T18:33:07|2026-12-02T18:33:28|vm|None
+1_2|27|RUNNING|0:0|00:00:06|00:10:00|2026-12-02T18:33:29|Unknown|vm|None
+1_[2,4-5%1]|1|PENDING|0:0|00:00:00|00:10:00|Unknown|Unknown|None assigned|JobArrayTaskLimit
+"""
+
+
+def test_sacct_record_of_one_task_beats_the_lagging_pending_remainder() -> None:
+    tasks = {t.task: t.state for t in parse_sacct(SACCT_AFTER_CANCEL, job_ids=["1"])}
+    assert tasks == {0: "FAILED", 1: "COMPLETED", 2: "RUNNING", 4: "PENDING", 5: "PENDING"}  # no task 3
+
+
+def test_a_recorded_cancel_ends_a_task_that_left_squeue_without_a_sacct_record() -> None:
+    cancelled = TaskState("1", 3, "CANCELLED", source="scancel")
+    squeue, sacct = parse_squeue(SQUEUE_AFTER_CANCEL, job_ids=["1"]), parse_sacct(SACCT_AFTER_CANCEL, job_ids=["1"])
+    merged = merge_tasks(arrays={"1": 6}, squeue=squeue, sacct=sacct,
+                         last_seen=[cancelled, TaskState("1", 0, "RUNNING")])
+    assert (merged[("1", 3)].state, merged[("1", 3)].source) == ("CANCELLED", "scancel")
+    assert merged[("1", 0)].state == "FAILED" and merged[("1", 4)].state == "PENDING"
+    # The stale remainder record right after the cancel ("1_[1-5%1] PENDING") does not undo it ...
+    stale = parse_sacct("1_[1-5%1]|1|PENDING|0:0|00:00:00|00:10:00|Unknown|Unknown|None assigned|None\n")
+    assert merge_tasks(arrays={"1": 6}, squeue=[], sacct=stale, last_seen=[cancelled])[("1", 3)].state == "CANCELLED"
+    # ... but a final state from Slurm does: the task had finished before scancel reached it.
+    done = TaskState("1", 3, "COMPLETED", exit_code=0, source="sacct")
+    assert merge_tasks(arrays={"1": 6}, squeue=[], sacct=[done], last_seen=[cancelled])[("1", 3)].state == "COMPLETED"
+    live = TaskState("1", 3, "RUNNING")
+    assert merge_tasks(arrays={"1": 6}, squeue=[live], sacct=[], last_seen=[cancelled])[("1", 3)].state == "RUNNING"
+
+
+# -- job ids with absurd ranges (issue 10) --------------------------------------------------------------------
+def test_task_ranges_are_bounded_and_never_listed_to_be_checked() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="beyond the largest Slurm allows"):
+        parse_array_id("1_[0-9999999999]")
+    with pytest.raises(ValueError, match="beyond"):
+        parse_array_id("1_" + "9" * 5000)
+    with pytest.raises(ValueError, match="more tasks than the largest Slurm array"):
+        parse_array_id("1_[" + ",".join(["0-4000000"] * 3) + "]")
+    big = parse_array_id("1_[0-4000000:2]")  # the largest array is fine, and stays a range
+    assert big.max_task == 4000000 and big.task is None and big.spans == (range(0, 4000001, 2),)
+    assert time.perf_counter() - start < 0.5
+    assert parse_array_id("1_7").task == 7 and parse_array_id("1_[7-7]").task == 7
+    with pytest.raises(ValueError, match="not a task index"):
+        parse_array_id("1_[3-x]")

@@ -173,3 +173,123 @@ def test_a_task_that_finished_since_the_last_poll_gets_its_final_log_line(tmp_pa
                          env={"PATH": f"{bindir}:/usr/bin:/bin"}).stdout
     result = parse_poll(out, job_ids=["7"])
     assert result.log_lines == {("7", 0): "done: valid_loss=0.75"}
+
+
+# -- a cancelled pending task ends (issue 10) -------------------------------------------------------------------
+class _FakeCluster:
+    """Runs the poll script with bash against stand-in ``squeue``/``sacct`` that print recorded output."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.bindir = tmp_path / "bin"
+        self.bindir.mkdir()
+        self.scripts = 0
+
+    def answer(self, *, squeue: str, sacct: str) -> None:
+        for name, text in {"squeue": squeue, "sacct": sacct}.items():
+            (self.bindir / name).write_text(f"#!/bin/bash\ncat <<'EOF'\n{text}EOF\n")
+            (self.bindir / name).chmod(0o755)
+
+    def run_script(self, script: str, *, timeout: float):  # type: ignore[no-untyped-def]
+        self.scripts += 1
+        return subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, check=True,
+                              timeout=timeout, env={"PATH": f"{self.bindir}:/usr/bin:/bin"})
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_path: Path) -> None:
+    from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
+    from atlas_sweeps.status import Poller
+
+    db = _db(tmp_path)
+    db.save_task_states("new", [TaskSeen(launch_id="new", job_id="12", task=0, state="RUNNING", node="vm"),
+                                TaskSeen(launch_id="new", job_id="12", task=1, state="PENDING",
+                                         reason="JobArrayTaskLimit")], polled=time.time() - 5, accounting=True)
+    plan = plan_cancel(db, "12_1")
+    assert plan.tasks == (("12", 1),) and plan.jobs == 1
+    db.record_task_states(cancelled_states(db.task_states("new"), plan, now=time.time()))
+    cluster = _FakeCluster(tmp_path)
+    poller = Poller(db=db, remote_factory=lambda _name: cluster, fetch_wandb=False)
+    # Right after scancel: task 1 left squeue; sacct's remainder record still names it PENDING.
+    cluster.answer(squeue="12|0|13|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n",
+                   sacct="12_[1%1]|12|PENDING|0:0|00:00:00|00:10:00|Unknown|Unknown|None assigned|None\n")
+    first = poller.poll([db.launch("new")]).launches[0]
+    assert [(t.state.state, t.state.source) for t in first.tasks] == [("RUNNING", "squeue"), ("CANCELLED", "scancel")]
+    assert not first.finished
+    # Task 0 ends; the array's pending record is gone from both: the launch is finished (and failed).
+    cluster.answer(squeue="12|0|13|COMPLETED|None|vm|0:09|10:00|2026-01-01T00:00:00|2026-01-01T00:00:09|0\n",
+                   sacct="12_0|13|COMPLETED|0:0|00:00:09|00:10:00|x|y|vm|None\n")
+    second = poller.poll([db.launch("new")]).launches[0]
+    assert [t.state.state for t in second.tasks] == ["COMPLETED", "CANCELLED"]
+    assert second.finished and second.counts["failed"] == 1
+    calls = cluster.scripts
+    poller.poll([db.launch("new")])
+    assert cluster.scripts == calls  # a finished array is not asked about again
+    assert stored_status(db, db.launch("new")).finished
+
+
+def test_a_recorded_cancel_is_checked_by_one_poll(tmp_path: Path) -> None:
+    """A task that finished just before scancel reached it (all of the launch cancelled) shows how it ended."""
+    from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
+    from atlas_sweeps.status import Poller
+
+    db = _db(tmp_path)
+    db.save_task_states("new", [TaskSeen(launch_id="new", job_id="12", task=t, state="PENDING") for t in range(2)],
+                        polled=time.time() - 5, accounting=True)
+    db.record_task_states(cancelled_states(db.task_states("new"), plan_cancel(db, "new"), now=time.time()))
+    assert stored_status(db, db.launch("new")).counts["failed"] == 2
+    cluster = _FakeCluster(tmp_path)
+    cluster.answer(squeue="", sacct="12_0|13|COMPLETED|0:0|00:00:09|00:10:00|x|y|vm|None\n"
+                                    "12_1|12|CANCELLED by 0|0:0|00:00:00|00:10:00|None|y|None assigned|None\n")
+    polled = Poller(db=db, remote_factory=lambda _name: cluster, fetch_wandb=False).poll([db.launch("new")])
+    assert cluster.scripts == 1
+    assert [(t.state.state, t.state.source) for t in polled.launches[0].tasks] == [("COMPLETED", "sacct"),
+                                                                                  ("CANCELLED", "sacct")]
+
+
+def test_cancel_records_only_tasks_not_known_to_be_final(tmp_path: Path) -> None:
+    from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
+
+    db = _db(tmp_path)
+    db.save_task_states("new", [TaskSeen(launch_id="new", job_id="12", task=0, state="COMPLETED", exit_code=0),
+                                TaskSeen(launch_id="new", job_id="12", task=1, state="RUNNING", node="vm",
+                                         start="2026-01-01T00:00:00", log_line="step 3")],
+                        polled=time.time(), accounting=True)
+    (rec,) = cancelled_states(db.task_states("new"), plan_cancel(db, "new"), now=time.time())
+    assert (rec.task, rec.state, rec.source, rec.node, rec.log_line) == (1, "CANCELLED", "scancel", "vm", "step 3")
+    never_polled = cancelled_states([], plan_cancel(db, "mid"), now=time.time())
+    assert [(r.job_id, r.task, r.state) for r in never_polled] == [("11", 0, "CANCELLED"), ("11", 1, "CANCELLED")]
+
+
+def test_tail_explains_a_task_cancelled_before_it_started() -> None:
+    from atlas_sweeps.tail import cancelled_note
+
+    assert "cancelled before it started" in cancelled_note("12_1", state="CANCELLED", start="")
+    assert "cancelled" in cancelled_note("12_1", state="CANCELLED", start="2026-01-01T00:00:00")
+    assert cancelled_note("12_1", state="PENDING", start="") is None
+
+
+def test_cancel_of_an_absurd_task_range_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    from atlas_sweeps.cli.cancel import plan_cancel
+
+    db = _db(tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=r"task index 9999999999 .* beyond the largest Slurm allows") as exc:
+        plan_cancel(db, "12_[0-9999999999]")
+    assert "\n" not in exc.value.message
+    with pytest.raises(UsageError, match="has tasks 0..1"):
+        plan_cancel(db, "12_[0-4000000]")  # a valid Slurm range, checked against the job without listing it
+    assert time.perf_counter() - start < 0.5
+    assert plan_cancel(db, "12_[0-1]").slurm_ids == ("12_0", "12_1")
+
+
+def test_tail_of_a_task_slurmctld_no_longer_lists_is_missing_not_unknown(tmp_path: Path) -> None:
+    """scontrol says ``Job 12_3 not found`` on stdout (22.05) for a task that left slurmctld."""
+    for name, body in {"scontrol": 'echo "Job 12_3 not found"; exit 1', "sacct": "exit 0"}.items():
+        (tmp_path / name).write_text(f"#!/bin/bash\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    out = subprocess.run(["bash", "-s"], input=tail_script(slurm_id="12_3", path=None, lines=5, interval=1),
+                         capture_output=True, text=True, timeout=30, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+    events = [e for e in map(parse_tail_line, out.splitlines()) if e is not None]
+    assert [e.kind for e in events] == ["missing"]
