@@ -237,3 +237,21 @@ def test_task_ranges_are_bounded_and_never_listed_to_be_checked() -> None:
     assert parse_array_id("1_7").task == 7 and parse_array_id("1_[7-7]").task == 7
     with pytest.raises(ValueError, match="not a task index"):
         parse_array_id("1_[3-x]")
+
+
+# Recorded on the sandbox: array 323 (0-3) before its first task started. sacct lists the array's original
+# record without a task id; parsed alone it stands for task 0, so it must never override task 0's own record.
+SACCT_PLAIN_META = "323|323|PENDING|0:0|00:00:00|00:10:00|Unknown|Unknown|None assigned|None\n"
+
+
+def test_a_record_without_task_id_never_overrides_a_tasks_own_record() -> None:
+    assert [(t.task, t.state) for t in parse_sacct(SACCT_PLAIN_META, job_ids=["323"])] == [(0, "PENDING")]
+    # Issue 10's report: task 0 COMPLETED 0:0 in its own record, the original record (JobIDRaw 537) with the
+    # failed task's code listed after it. Task 0 stays COMPLETED with exit code 0, in sacct and merged.
+    text = ("537_0|538|COMPLETED|0:0|00:00:09|00:10:00|x|y|vm|None\n"
+            "537|537|FAILED|1:0|00:00:09|00:10:00|x|y|vm|NonZeroExitCode\n")
+    (task0,) = parse_sacct(text, job_ids=["537"])
+    assert (task0.state, task0.exit_code) == ("COMPLETED", 0)
+    live = parse_squeue("537|0|538|COMPLETED|None|vm|0:09|10:00|x|y|0\n", job_ids=["537"])
+    merged = merge_tasks(arrays={"537": 4}, squeue=live, sacct=parse_sacct(text), last_seen=[])
+    assert (merged[("537", 0)].state, merged[("537", 0)].exit_code) == ("COMPLETED", 0)
