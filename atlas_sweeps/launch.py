@@ -2,7 +2,9 @@
 step recorded in the state database as it happens, so a launch cut short can be finished by ``--resume``.
 
 Order matters: everything that can fail is checked (config, profile, template, one preflight call) before
-a sweep is created, and sweep ids and job ids are written down the moment they exist."""
+a sweep is created, and what each step achieved (snapshot synced, chunking, sweep ids, job ids) is written
+down the moment it exists. A resume trusts the cluster over any status: its preflight says whether the
+snapshot is complete and which arrays exist, and one process at a time may act on a launch (lock.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
+from atlas_sweeps.cluster_jobs import ChunkKey, adopt_submitted, lookup_lines
 from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config_path
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
-from atlas_sweeps.jobs import PreparedSweep, job_name, prepare_sweep
+from atlas_sweeps.jobs import PreparedSweep, prepare_sweep
 from atlas_sweeps.layout import LaunchLayout, guessed_home, resolve_root
+from atlas_sweeps.lock import launch_lock
 from atlas_sweeps.plan import Plan, PlannedSweep, build_plan
 from atlas_sweeps.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.profile import Profile, load_profile
@@ -32,8 +36,10 @@ from atlas_sweeps.submit import parse_submit_line, submit_script
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
-# Launch statuses, in the order a launch goes through them.
-RECORDED, SYNCED, SUBMITTING, SUBMITTED, PARTIAL = "recorded", "synced", "submitting", "submitted", "partial"
+# Launch statuses, in the order a launch goes through them (a summary for people: resume decides from what
+# was verified, never from the status).
+RECORDED, SYNCING, SYNCED = "recorded", "syncing", "synced"
+SUBMITTING, SUBMITTED, PARTIAL = "submitting", "submitted", "partial"
 
 
 @dataclass(frozen=True)
@@ -181,33 +187,42 @@ class Launcher:
         self.on_step("checking the sweep backend")
         backend.preflight(entity=prepared.entity, project=prepared.project)
         launch_id = new_launch_id()
-        record = self._record(prepared, launch_id)
-        try:
-            return self._run(prepared, record, backend)
-        except BaseException as exc:
-            current = self.db.launch(launch_id)
-            if current and current.status == RECORDED and not any(s.sweep_id for s in self.db.sweeps(launch_id)):
-                self.db.delete_launch(launch_id)  # nothing was created anywhere: leave no trace
-                raise
-            raise self._cut_short(launch_id, exc) from None
+        with launch_lock(self.locks_dir, launch_id):
+            record = self._record(prepared, launch_id)
+            try:
+                return self._run(prepared, record, backend, resuming=False)
+            except BaseException as exc:
+                current = self.db.launch(launch_id)
+                if current and current.status == RECORDED and not any(s.sweep_id for s in self.db.sweeps(launch_id)):
+                    self.db.delete_launch(launch_id)  # nothing was created anywhere: leave no trace
+                    raise
+                raise self._cut_short(launch_id, exc) from None
 
-    def resume(self, launch_id: str, *, cwd: Path) -> LaunchResult:
-        """Finish a launch that was cut short, submitting nothing twice."""
-        record = self.db.launch(launch_id)
-        if record is None:
+    def resume(self, launch_id: str, *, cwd: Path, force_resubmit_unknown: bool = False) -> LaunchResult:
+        """Finish a launch that was cut short, submitting nothing twice. ``force_resubmit_unknown``: submit the
+        chunks the database does not know even when the cluster cannot say whether they exist."""
+        if self.db.launch(launch_id) is None:
             raise UsageError(f"no launch '{launch_id}' in the state database",
                              hint="'atlas-sweeps ls' lists launches")
-        if record.status == SUBMITTED:
-            raise UsageError(f"launch {launch_id} was submitted completely; nothing to resume",
-                             hint=f"'atlas-sweeps status --launch {launch_id}' shows its jobs")
-        prepared = _prepare_recorded(record, cwd=cwd)
-        backend = self._backend(prepared)
-        self.on_step("checking the sweep backend")
-        backend.preflight(entity=prepared.entity, project=prepared.project)
-        try:
-            return self._run(prepared, record, backend)
-        except BaseException as exc:
-            raise self._cut_short(launch_id, exc) from None
+        with launch_lock(self.locks_dir, launch_id):
+            record = self.db.launch(launch_id)  # again, under the lock: another process may have finished it
+            assert record is not None
+            if record.status == SUBMITTED:
+                raise UsageError(f"launch {launch_id} was submitted completely; nothing to resume",
+                                 hint=f"'atlas-sweeps status --launch {launch_id}' shows its jobs")
+            prepared = _prepare_recorded(record, cwd=cwd)
+            backend = self._backend(prepared)
+            self.on_step("checking the sweep backend")
+            backend.preflight(entity=prepared.entity, project=prepared.project)
+            try:
+                return self._run(prepared, record, backend, resuming=True, force_unknown=force_resubmit_unknown)
+            except BaseException as exc:
+                raise self._cut_short(launch_id, exc) from None
+
+    @property
+    def locks_dir(self) -> Path:
+        """Launch locks live beside the database they protect."""
+        return self.db.path.parent / "locks"
 
     def _cut_short(self, launch_id: str, exc: BaseException) -> BaseException:
         """A launch that stopped after something was created: mark it partial and say how to finish it."""
@@ -251,22 +266,40 @@ class Launcher:
                                           jobs=s.jobs, config=s.spec.config, log_dir=""))
         return record
 
-    def _run(self, prepared: Prepared, record: LaunchRecord, backend: SweepBackend) -> LaunchResult:
+    def _run(self, prepared: Prepared, record: LaunchRecord, backend: SweepBackend, *, resuming: bool,
+             force_unknown: bool = False) -> LaunchResult:
         launch_id = record.id
         self.on_step(f"connecting to {prepared.profile.name}")
         remote = self.remote_factory(prepared.profile)
         try:
-            report = self._preflight(prepared, remote, launch_id=launch_id, backend=backend,
-                                     resuming=record.status != RECORDED)
+            report = self._preflight(prepared, remote, record=record, backend=backend, resuming=resuming)
             layout = LaunchLayout(root=report.root, launch_id=launch_id)
             files = None
-            if record.status == RECORDED:
+            if report.snapshot != "frozen":  # a new launch, or a sync that never finished: (re)sync
+                if record.snapshot:
+                    raise RemoteError(f"the code snapshot {record.snapshot} of launch {launch_id} is "
+                                      f"{report.snapshot} on the cluster, though it was synced completely",
+                                      hint="its code cannot be restored exactly: launch the sweep file again")
+                self.db.update_launch(launch_id, status=SYNCING)
                 files = self._sync(prepared, remote, layout=layout, launch_id=launch_id)
+            if not record.snapshot:
                 self.db.update_launch(launch_id, status=SYNCED, snapshot=layout.snapshot, remote_dir=report.root)
+            # The chunking is fixed before the first sbatch: job names and task ranges never change after.
+            max_array_size = record.max_array_size or report.max_array_size
+            if record.max_array_size is None:
+                self.db.update_launch(launch_id, max_array_size=max_array_size)
             created = self._create_sweeps(prepared, backend, launch_id=launch_id, layout=layout)
             sweeps = prepare_all(prepared, launch_id=launch_id, root=report.root, backend=backend,
-                                 created=created, max_array_size=report.max_array_size)
-            self._submit(sweeps, remote, layout=layout, launch_id=launch_id, existing=report.existing_jobs)
+                                 created=created, max_array_size=max_array_size)
+            adopted: dict[ChunkKey, str] = {}
+            if resuming:
+                adopted = adopt_submitted(
+                    launch_id=launch_id, cluster=report.cluster_jobs, now=time.time(), force_unknown=force_unknown,
+                    expected={(s.name, sub.chunk.index): sub.job_name for s in sweeps for sub in s.submissions},
+                    known={(j.sweep_name, j.chunk): j.job_id for j in self.db.jobs(launch_id)},
+                    submit_started=record.submit_started)
+            self._submit(sweeps, remote, layout=layout, launch_id=launch_id, adopted=adopted,
+                         cluster=prepared.profile.name)
             calls = remote.calls
         finally:
             remote.close()
@@ -276,28 +309,33 @@ class Launcher:
         return LaunchResult(launch=final, sweeps=tuple(self.db.sweeps(launch_id)),
                             jobs=tuple(self.db.jobs(launch_id)), remote_calls=calls, snapshot_files=files)
 
-    def _preflight(self, prepared: Prepared, remote: Remote, *, launch_id: str, backend: SweepBackend,
+    def _preflight(self, prepared: Prepared, remote: Remote, *, record: LaunchRecord, backend: SweepBackend,
                    resuming: bool) -> PreflightReport:
+        """The one call before anything is created; on resume it also inspects the snapshot and lists the
+        launch's arrays."""
         self.on_step("preflight on the login node")
+        launch_id = record.id
         # sbatch --test-only reads only the probe's #SBATCH lines; its paths need just be absolute (no '~').
         probe_root = resolve_root(prepared.profile.remote_dir, home=guessed_home(prepared.profile.user))
         [probe] = prepare_all(prepared, launch_id=launch_id, root=probe_root, backend=backend,
                               created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE, sweeps=prepared.plan.sweeps[:1])
-        names: tuple[str, ...] = ()
-        if resuming:
-            names = tuple(n for s in prepared.plan.sweeps for n in _possible_job_names(launch_id, s.name, s.runs))
         need = prepared.profile.interpreter if prepared.backend == "local" else "wandb"
         script = preflight_script(remote_dir=prepared.profile.remote_dir, setup=prepared.profile.setup,
                                   interpreter=prepared.profile.interpreter, need=need,
-                                  test_script=probe.script_text, job_names=names,
+                                  test_script=probe.script_text, snapshot_name=launch_id if resuming else None,
+                                  job_lookup=tuple(lookup_lines(launch_id, since=record.created)) if resuming else (),
                                   extra_checks=backend.remote_checks())
         result = remote.run_script(script, timeout=120)
         report = parse_preflight(result.stdout)
+        if result.exit_code == 255 or (report.root and not report.complete):
+            raise RemoteError(f"the connection to cluster '{prepared.profile.name}' was lost during the preflight",
+                              hint="check the network and retry")
         if report.problems:
             detail = "; ".join(report.problems)
+            done = "nothing more was submitted" if resuming else "nothing was created"
             raise UsageError(f"preflight on cluster '{prepared.profile.name}' failed: {detail}",
                               hint="fix what it names (often the profile: setup lines, Slurm options, "
-                                   "remote_dir) and launch again; nothing was created")
+                                   f"remote_dir) and launch again; {done}")
         return report
 
     def _sync(self, prepared: Prepared, remote: Remote, *, layout: LaunchLayout, launch_id: str) -> int:
@@ -337,43 +375,59 @@ class Launcher:
         return created
 
     def _submit(self, sweeps: list[PreparedSweep], remote: Remote, *, layout: LaunchLayout, launch_id: str,
-                existing: dict[str, str]) -> None:
+                adopted: dict[ChunkKey, str], cluster: str) -> None:
         by_key = {sub.key: (sweep, sub) for sweep in sweeps for sub in sweep.submissions}
+        for sweep, sub in by_key.values():
+            if (sweep.name, sub.chunk.index) in adopted:  # submitted, but the answer was lost: adopt it
+                self._record_job(launch_id, sweep, sub, adopted[(sweep.name, sub.chunk.index)])
         done = {(j.sweep_name, j.chunk) for j in self.db.jobs(launch_id)}
-        skip = set()
-        for key, (sweep, sub) in by_key.items():
-            if (sweep.name, sub.chunk.index) in done:
-                skip.add(key)
-            elif sub.job_name in existing:  # submitted, but the answer was lost: adopt it
-                self._record_job(launch_id, sweep, sub, existing[sub.job_name])
-                skip.add(key)
+        skip = {key for key, (sweep, sub) in by_key.items() if (sweep.name, sub.chunk.index) in done}
         if len(skip) == len(by_key):
             return
-        self.db.update_launch(launch_id, status=SUBMITTING)
+        # from here on an array may exist that the database does not know: a resume must look for it
+        self.db.update_launch(launch_id, status=SUBMITTING, submit_started=time.time())
         self.on_step(f"submitting {len(by_key) - len(skip)} job array(s)")
-        failures: list[str] = []
+        problems: list[str] = []
+        ended: list[str] = []
 
         def on_line(line: str) -> None:
             event = parse_submit_line(line)
             if event is None:
                 return
+            if event.kind in ("done", "fatal"):
+                ended.append(event.kind)
+                if event.error:
+                    problems.append(event.error)
+                return
             sweep, sub = by_key[event.key]
             if event.job_id:
                 self._record_job(launch_id, sweep, sub, event.job_id)
             else:
-                failures.append(f"sbatch failed for {sweep.name}: {event.error}")
+                problems.append(f"sbatch failed for {sweep.name}: {event.error}")
 
         script = submit_script(sweeps, root=layout.root, skip=frozenset(skip),
                                extra_dirs=tuple(layout.wandb_dir(s.name) for s in sweeps))
-        code = remote.stream_script(script, on_stdout=on_line)
+        lost: str | None = None
+        try:
+            code = remote.stream_script(script, on_stdout=on_line)
+        except RemoteError as exc:
+            code, lost = 255, str(exc)
         submitted = {(j.sweep_name, j.chunk) for j in self.db.jobs(launch_id)}
-        if failures or len(submitted) < len(by_key):
-            self.db.update_launch(launch_id, status=PARTIAL)
-            reason = failures[0] if failures else f"the submit script ended with exit code {code}"
-            raise RemoteError(f"launch {launch_id} is incomplete: {reason}; "
-                              f"{len(submitted)} of {len(by_key)} job arrays were submitted and recorded",
-                              hint=f"fix the cause, then 'atlas-sweeps launch --resume {launch_id}' "
-                                   "submits the rest")
+        if not problems and len(submitted) == len(by_key):
+            return
+        self.db.update_launch(launch_id, status=PARTIAL)
+        counted = f"{len(submitted)} of {len(by_key)} job arrays were submitted and recorded"
+        resume = f"'atlas-sweeps launch --resume {launch_id}'"
+        if problems:
+            raise RemoteError(f"launch {launch_id} is incomplete: {problems[0]}; {counted}",
+                              hint=f"fix the cause, then {resume} submits the rest")
+        if lost is not None or not ended:
+            raise RemoteError(f"the connection to cluster '{cluster}' was lost while submitting launch {launch_id}: "
+                              f"{counted}",
+                              hint=f"{resume} submits the rest once the cluster answers, and records (never "
+                                   "repeats) an array that sbatch accepted as the connection dropped")
+        raise RemoteError(f"launch {launch_id} is incomplete: the submit script ended with exit code {code}; "
+                          f"{counted}", hint=f"{resume} submits the rest")
 
     def _record_job(self, launch_id: str, sweep: PreparedSweep, sub: Any, job_id: str) -> None:
         self.db.add_job(JobRecord(
@@ -381,12 +435,6 @@ class Launcher:
             job_name=sub.job_name, array_spec=sub.chunk.array_spec, task_offset=sub.chunk.offset,
             task_count=sub.chunk.count, output=sub.output, error=sub.error, script=sweep.script_path,
             submitted=time.time()))
-
-
-def _possible_job_names(launch_id: str, sweep: str, runs: int) -> list[str]:
-    """Every name a sweep's job arrays may carry (one array, or chunks of one), for the resume lookup."""
-    chunks = max(2, -(-runs // 1000) + 1)
-    return [job_name(launch_id, sweep, 0, 1)] + [job_name(launch_id, sweep, i, chunks) for i in range(chunks)]
 
 
 def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:

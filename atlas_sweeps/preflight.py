@@ -1,13 +1,15 @@
 """The one remote call made before anything is created (pure script + parser): login works, the remote
 directory is writable, the interpreter resolves after the profile's set-up lines, ``sbatch --test-only``
-accepts a rendered script, Slurm's ``MaxArraySize``, and (on resume) the launch's jobs already known."""
+accepts a rendered script, Slurm's ``MaxArraySize`` and ``MinJobAge``, and (on resume) whether the launch's
+code snapshot is complete and which of its job arrays the cluster knows."""
 
 from __future__ import annotations
 
 import base64
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from atlas_sweeps.cluster_jobs import ClusterJobs, parse_min_job_age, parse_rows
 from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE, parse_max_array_size
 
@@ -20,15 +22,18 @@ class PreflightReport:
     max_array_size: int
     python: str | None
     problems: tuple[str, ...]
-    existing_jobs: dict[str, str] = field(default_factory=dict)  # job name -> job id
+    complete: bool = False  # the script ran to its end (its last line answered)
+    snapshot: str | None = None  # on resume: "frozen" (synced completely), "writable" (cut short) or "missing"
+    cluster_jobs: ClusterJobs = field(default_factory=ClusterJobs)  # on resume
 
 
 def preflight_script(*, remote_dir: str, setup: tuple[str, ...], interpreter: str, need: str,
-                     test_script: str, job_names: tuple[str, ...] = (),
+                     test_script: str, snapshot_name: str | None = None, job_lookup: tuple[str, ...] = (),
                      extra_checks: tuple[str, ...] = ()) -> str:
     """The bash script. ``need`` is the command jobs must find (the interpreter, or ``wandb``);
-    ``extra_checks`` are the backend's own bash lines (they ``emit problem`` on failure)."""
-    names = ",".join(job_names)
+    ``extra_checks`` are the backend's own bash lines (they ``emit problem`` on failure). On resume,
+    ``snapshot_name`` is the snapshot to inspect and ``job_lookup`` lists the launch's arrays
+    (``cluster_jobs.lookup_lines``)."""
     lines = [
         EMIT_FUNCTION,
         f"remote_dir={shlex.quote(remote_dir)}",
@@ -54,15 +59,15 @@ def preflight_script(*, remote_dir: str, setup: tuple[str, ...], interpreter: st
         'if ! out=$(cd "$tmp" && sbatch --test-only --job-name=atlas-preflight --output=/dev/null '
         '"$tmp/test.sbatch" 2>&1); then emit problem "sbatch --test-only rejected the job script: $out"; fi',
         'rm -rf "$tmp"',
-        'emit config "$(scontrol show config 2>/dev/null | grep -i MaxArraySize)"',
+        'emit config "$(scontrol show config 2>/dev/null | grep -iE \'^(MaxArraySize|MinJobAge)\')"',
         *extra_checks,
     ]
-    if names:
-        q = shlex.quote(names)
-        lines += [
-            f"emit squeue \"$(squeue -h --name={q} -o '%F|%j' 2>/dev/null | sort -u)\"",
-            f"emit sacct \"$(sacct -X -n -P --name={q} -S now-30days -o JobID,JobName 2>/dev/null)\"",
-        ]
+    if snapshot_name is not None:
+        # a finished sync makes the snapshot read-only (remote/snapshot.py); until then it stays writable
+        lines += [f'snap="$root/snapshots/"{shlex.quote(snapshot_name)}',
+                  'if [ ! -d "$snap" ]; then emit snapshot missing; elif [ -w "$snap" ]; then emit snapshot writable; '
+                  'else emit snapshot frozen; fi']
+    lines += [*job_lookup, "emit complete yes"]  # absent when the connection died on the way
     return "\n".join(lines) + "\n"
 
 
@@ -70,7 +75,9 @@ def parse_preflight(stdout: str) -> PreflightReport:
     """The report from the script's ``ATLAS`` lines."""
     root, python, max_array = "", None, DEFAULT_MAX_ARRAY_SIZE
     problems: list[str] = []
-    existing: dict[str, str] = {}
+    snapshot: str | None = None
+    complete = False
+    jobs = ClusterJobs()
     for key, value in parse_facts(stdout):
         if key == "root":
             root = value
@@ -80,12 +87,16 @@ def parse_preflight(stdout: str) -> PreflightReport:
             python = value.strip()
         elif key == "config":
             max_array = parse_max_array_size(value)
-        elif key in ("squeue", "sacct"):
-            for line in value.splitlines():
-                job_id, _, name = line.partition("|")
-                if name and job_id:
-                    existing.setdefault(name.strip(), job_id.split("_", 1)[0].strip())
+            jobs = replace(jobs, min_job_age=parse_min_job_age(value))
+        elif key == "snapshot":
+            snapshot = value
+        elif key == "complete":
+            complete = True
+        elif key in ("jobs_squeue", "jobs_sacct"):
+            jobs = replace(jobs, **{key[5:]: parse_rows(value)})
+        elif key in ("jobs_squeue_error", "jobs_sacct_error"):
+            jobs = replace(jobs, **{key[5:]: value})
     if not root:
         problems.insert(0, "the login node did not answer the preflight script")
     return PreflightReport(root=root, max_array_size=max_array, python=python, problems=tuple(problems),
-                           existing_jobs=existing)
+                           complete=complete, snapshot=snapshot, cluster_jobs=replace(jobs, answered=complete))

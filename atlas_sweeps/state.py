@@ -45,6 +45,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         """CREATE TABLE IF NOT EXISTS launch_polls (
             launch_id TEXT PRIMARY KEY, polled REAL NOT NULL, accounting INTEGER)""",
     ),
+    (
+        # what launch --resume needs to submit nothing twice: the MaxArraySize the launch's arrays were cut
+        # with (their job names and task ranges), and when a submission was last attempted (None: never, so
+        # no array can exist); a launch from before this that got as far as submitting may have arrays
+        "ALTER TABLE launches ADD COLUMN max_array_size INTEGER",
+        "ALTER TABLE launches ADD COLUMN submit_started REAL",
+        "UPDATE launches SET submit_started = created WHERE status IN ('submitting', 'partial')",
+    ),
 )
 
 
@@ -77,6 +85,8 @@ class LaunchRecord:
     git_branch: str | None = None
     git_dirty: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    max_array_size: int | None = None  # fixed before the first sbatch: the chunking of every sweep
+    submit_started: float | None = None  # when submitting last began (None: never)
 
 
 @dataclass(frozen=True)
@@ -269,11 +279,20 @@ class StateDB:
                 db.execute(f"DELETE FROM {table} WHERE {col} = ?", (launch_id,))
 
     def add_job(self, rec: JobRecord) -> None:
+        """Record a submitted array; a second array for the same chunk is refused, never replaces the first
+        (the replaced one would run on, invisible to ``status`` and ``cancel``)."""
         values = asdict(rec)
         cols = ", ".join(values)
-        with self._tx() as db:
-            db.execute(f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({', '.join('?' * len(values))})",
-                       tuple(values.values()))
+        try:
+            with self._tx() as db:
+                db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(values))})",
+                           tuple(values.values()))
+        except sqlite3.IntegrityError:
+            known = self._one("SELECT job_id FROM jobs WHERE launch_id = ? AND sweep_name = ? AND chunk = ?",
+                              (rec.launch_id, rec.sweep_name, rec.chunk))
+            raise StateError(f"launch {rec.launch_id} already has job {known[0] if known else '?'} for "
+                             f"{rec.sweep_name} chunk {rec.chunk}; job {rec.job_id} is a second array of it",
+                             hint=f"cancel the one you do not want: scancel {rec.job_id}") from None
 
     # -- reads ------------------------------------------------------------------------------------
     def launch(self, launch_id: str) -> LaunchRecord | None:

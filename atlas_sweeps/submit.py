@@ -1,5 +1,6 @@
 """The one remote call that writes every file of a launch and submits every job (pure script + parser).
-It stops at the first failed ``sbatch``, so what was submitted is exactly what it reported."""
+It stops at the first failed step, reporting the cause the failing command printed (a full disk, a refused
+``sbatch``), so what was submitted is exactly what it reported; its last line says it ran to the end."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from atlas_sweeps.sbatch import parse_sbatch_parsable
 
 @dataclass(frozen=True)
 class SubmitEvent:
-    """One submission's outcome: a job id, or sbatch's error message."""
+    """One line of the script's report: a submission's job id or sbatch's error (``kind`` "submitted" or
+    "failed", ``key`` naming the submission), a step that stopped the script ("fatal", with the cause),
+    or its normal end ("done")."""
 
+    kind: str
     key: str
     job_id: str | None
     error: str | None
@@ -51,12 +55,15 @@ def submit_script(sweeps: list[PreparedSweep], *, root: str, skip: frozenset[str
         "set -u",
         "umask 022",
         f"root={shlex.quote(root)}",
-        'mkdir -p "$root" || exit 1',
-        "base64 -d <<'ATLAS_PAYLOAD' | tar -xzf - -C \"$root\" || { emit fatal 'could not unpack the job files'; exit 1; }",
+        # each step's own error output is the cause a user needs ("No space left on device"), not an exit code
+        'fail() { emit fatal "$1: $(printf \'%s\' "$2" | tail -n 3)"; exit 1; }',
+        'err=$(mkdir -p "$root" 2>&1) || fail "could not create $root" "$err"',
+        "err=$(exec 2>&1; set -o pipefail; base64 -d <<'ATLAS_PAYLOAD' | tar -xzf - -C \"$root\"",
         payload.rstrip("\n"),
         "ATLAS_PAYLOAD",
-        "mkdir -p " + " ".join(shlex.quote(d) for d in sorted(dirs)) + " || { emit fatal 'could not create log directories'; exit 1; }",
-        'errf=$(mktemp)',
+        ') || fail "could not unpack the job files into $root" "$err"',
+        "err=$(mkdir -p " + " ".join(shlex.quote(d) for d in sorted(dirs)) + ' 2>&1) || fail "could not create the log directories" "$err"',
+        'errf=$(mktemp 2>&1) || fail "could not create a temporary file" "$errf"',
         "submit() {",
         '  local key=$1; shift',
         '  if out=$("$@" 2>"$errf"); then emit "submitted:$key" "$out"',
@@ -77,9 +84,11 @@ def parse_submit_line(line: str) -> SubmitEvent | None:
     if fact is None:
         return None
     kind, _, encoded = fact[0].partition(":")
+    if kind in ("done", "fatal"):
+        return SubmitEvent(kind=kind, key="", job_id=None, error=" ".join(fact[1].split()) if kind == "fatal" else None)
     if kind not in ("submitted", "failed") or not encoded:
         return None
     key = base64.b32decode(encoded).decode()
     if kind == "submitted":
-        return SubmitEvent(key=key, job_id=parse_sbatch_parsable(fact[1]), error=None)
-    return SubmitEvent(key=key, job_id=None, error=" ".join(fact[1].split()))
+        return SubmitEvent(kind=kind, key=key, job_id=parse_sbatch_parsable(fact[1]), error=None)
+    return SubmitEvent(kind=kind, key=key, job_id=None, error=" ".join(fact[1].split()))

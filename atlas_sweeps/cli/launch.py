@@ -50,12 +50,16 @@ def remote_factory(*, accept_new_host_key: bool) -> Callable:
 @click.option("--dry-run", is_flag=True, help="Show the sweeps, scripts and sbatch calls; contact nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--resume", metavar="LAUNCH", help="Finish a launch that was cut short; submits nothing twice.")
+@click.option("--force-resubmit-unknown", is_flag=True,
+              help="With --resume: submit the arrays the database lacks even when the cluster cannot tell "
+                   "whether they exist (no accounting); check their logs first.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record the login node's host key if it is unknown (never a changed one).")
 def launch(config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
            count: int | None, tags_param: str | None, project: str | None, entity: str | None,
            partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
-           dry_run: bool, as_json: bool, resume: str | None, accept_new_host_key: bool) -> None:
+           dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
+           accept_new_host_key: bool) -> None:
     """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
     the cluster and submit the jobs, recording everything locally.
 
@@ -72,9 +76,12 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
         if config or dry_run:
             raise UsageError("--resume takes no sweep file and no --dry-run",
                              hint="the recorded file and options are reused")
-        _run(lambda launcher: launcher.resume(resume, cwd=cwd), accept_new_host_key=accept_new_host_key,
-             as_json=as_json)
+        _run(lambda launcher: launcher.resume(resume, cwd=cwd, force_resubmit_unknown=force_resubmit_unknown),
+             accept_new_host_key=accept_new_host_key, as_json=as_json)
         return
+    if force_resubmit_unknown:
+        raise UsageError("--force-resubmit-unknown goes with --resume", hint="atlas-sweeps launch --resume ID "
+                         "--force-resubmit-unknown")
     if not config:
         raise UsageError("missing the sweep file", hint="atlas-sweeps launch CONFIG.yml (see --help)")
     overrides = {"slurm_partition": partition, "slurm_time": time_limit, "slurm_gpus": gpus, "template": template}

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from atlas_sweeps.backends.local import LocalBackend
+from atlas_sweeps.cluster_jobs import lookup_lines
 from atlas_sweeps.composite import load_composite
 from atlas_sweeps.jobs import prepare_sweep
 from atlas_sweeps.layout import LaunchLayout
@@ -53,16 +54,43 @@ def test_preflight_resolves_home_and_reports_all_problems(tmp_path: Path) -> Non
     assert any("invalid partition specified: gpu" in p for p in report.problems)
 
 
-def test_preflight_passes_and_finds_existing_jobs_on_resume(tmp_path: Path) -> None:
-    env = _bin(tmp_path, sbatch='exit 0', scontrol='true', squeue='echo "41|atlas-l1-s"',
-               sacct='printf "40_0|atlas-l1-t\\n40_1|atlas-l1-t\\n"')
-    script = preflight_script(remote_dir="/tmp/" + tmp_path.name + "-root", setup=(), interpreter="bash",
-                              need="bash", test_script="#!/bin/bash\n", job_names=("atlas-l1-s", "atlas-l1-t"))
-    report = parse_preflight(_bash(script, env).stdout)
-    assert report.problems == ()
+def _resume_preflight(tmp_path: Path, **tools: str):  # type: ignore[no-untyped-def]
+    env = _bin(tmp_path, sbatch='exit 0', **tools)
+    script = preflight_script(remote_dir=str(tmp_path / "root"), setup=(), interpreter="bash", need="bash",
+                              test_script="#!/bin/bash\n", snapshot_name="l1",
+                              job_lookup=tuple(lookup_lines("l1", since=0)))
+    return parse_preflight(_bash(script, env).stdout)
+
+
+def test_preflight_on_resume_lists_the_launchs_arrays_by_name_prefix(tmp_path: Path) -> None:
+    report = _resume_preflight(
+        tmp_path, scontrol='printf "MaxArraySize            = 51\\nMinJobAge               = 120 sec\\n"',
+        squeue='echo "41|atlas-l1-s-c3"; echo "9|atlas-l10-s"; echo "8|other-job"',
+        sacct='printf "40_0|atlas-l1-t\\n40_1|atlas-l1-t\\n41_[2-5]|atlas-l1-s-c3\\n7|atlas-l2-s\\n"')
+    assert report.problems == () and report.complete
     assert report.python and report.python.endswith("/bash")
-    assert report.existing_jobs == {"atlas-l1-s": "41", "atlas-l1-t": "40"}
-    assert report.max_array_size == 1001
+    assert report.max_array_size == 51
+    jobs = report.cluster_jobs
+    assert jobs.answered and jobs.squeue_error is None and jobs.sacct_error is None and jobs.min_job_age == 120
+    assert jobs.squeue == (("atlas-l1-s-c3", "41"),)  # another launch's ids share the first characters
+    assert sorted(set(jobs.sacct)) == [("atlas-l1-s-c3", "41"), ("atlas-l1-t", "40")]
+
+
+def test_preflight_on_resume_reports_lookup_errors_and_the_snapshot(tmp_path: Path) -> None:
+    report = _resume_preflight(
+        tmp_path, scontrol="true",
+        squeue='echo "slurm_load_jobs error: Socket timed out on send/recv operation" >&2; exit 1',
+        sacct='echo "sacct: error: Slurm accounting storage is disabled" >&2; exit 1')
+    jobs = report.cluster_jobs
+    assert jobs.answered and "Socket timed out" in (jobs.squeue_error or "")
+    assert "accounting storage is disabled" in (jobs.sacct_error or "")
+    assert report.snapshot == "missing" and jobs.min_job_age == 300
+    snap = tmp_path / "root" / "snapshots" / "l1"
+    snap.mkdir(parents=True)
+    assert _resume_preflight(tmp_path, scontrol="true").snapshot == "writable"
+    if os.geteuid() != 0:  # root may write anywhere: the frozen case is covered on the sandbox
+        snap.chmod(0o555)
+        assert _resume_preflight(tmp_path, scontrol="true").snapshot == "frozen"
 
 
 def _prepared(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -82,8 +110,9 @@ def test_submit_writes_files_submits_each_array_once_and_reports_ids(tmp_path: P
     layout, sweeps = _prepared(tmp_path)
     result = _bash(submit_script(sweeps, root=layout.root, extra_dirs=(layout.wandb_dir("x"),)), env)
     events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
-    assert [(e.key, e.job_id) for e in events] == [(sweeps[0].submissions[0].key, "101"),
-                                                   (sweeps[1].submissions[0].key, "102")]
+    assert [(e.key, e.job_id) for e in events[:-1]] == [(sweeps[0].submissions[0].key, "101"),
+                                                        (sweeps[1].submissions[0].key, "102")]
+    assert events[-1].kind == "done"  # it ran to its end
     assert Path(sweeps[0].script_path).read_text() == sweeps[0].script_text
     for path, data in sweeps[0].files.items():
         assert Path(path).read_bytes() == data
@@ -98,6 +127,17 @@ def test_submit_stops_at_the_first_failure_and_skips_what_was_done(tmp_path: Pat
     first, second = sweeps[0].submissions[0].key, sweeps[1].submissions[0].key
     result = _bash(submit_script(sweeps, root=layout.root, skip=frozenset({first})), env)
     events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
-    assert len(events) == 1 and events[0].key == second and events[0].job_id is None
+    assert len(events) == 1 and events[0].key == second and events[0].job_id is None and events[0].kind == "failed"
     assert "QOSMaxSubmitJobPerUserLimit" in (events[0].error or "")
     assert result.returncode == 3
+
+
+def test_submit_on_a_full_disk_reports_the_cause_the_failing_step_printed(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch="echo 5", tar='cat >/dev/null; echo "tar: l1/s/job.sbatch: Cannot write: '
+                                               'No space left on device" >&2; exit 2')
+    layout, sweeps = _prepared(tmp_path)
+    result = _bash(submit_script(sweeps, root=layout.root), env)
+    events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
+    assert [e.kind for e in events] == ["fatal"] and result.returncode == 1
+    assert "could not unpack the job files" in (events[0].error or "")
+    assert "No space left on device" in (events[0].error or "")
