@@ -10,6 +10,15 @@ from pathlib import Path
 from atlas_sweeps.sandbox import daemons
 from atlas_sweeps.sandbox.config import SandboxSettings
 from atlas_sweeps.sandbox.paths import SandboxPaths
+from atlas_sweeps.sandbox.release_config import (
+    CGROUP_CONF,
+    LOG_FILES,
+    MUNGE_SOCKET,
+    PID_FILES,
+    SLURM_CONF,
+    SSHD_CONFIG,
+    ReleasePaths,
+)
 
 # Start order; ``down`` stops in reverse.
 COMPONENTS: tuple[str, ...] = ("munge", "mariadb", "slurmdbd", "slurmctld", "slurmd", "sshd")
@@ -30,6 +39,7 @@ class Component:
     run_as: str | None = None  # user to start it as (munged refuses to run as root by default)
     detach: bool = False  # True when the program stays in the foreground and we must detach it
     config_files: tuple[Path, ...] = ()
+    root: Path | None = None  # the chroot it runs in (argv paths are inside it; pid and log files are not)
 
     @property
     def endpoint(self) -> str:
@@ -58,6 +68,8 @@ def _is_ours(comp: Component, pid: int, *, trust_unreadable: bool = False) -> bo
     # comm (the fallback when exe is unreadable) is the name it was started by, cut to 15 characters.
     if daemons.exe_name(pid) not in (comp.exe, os.path.basename(comp.argv[0])[:15] if comp.argv else comp.exe):
         return False
+    if comp.root is not None:  # in a chroot, the process's root directory says it is ours
+        return daemons.process_root(pid) == comp.root
     if comp.marker in daemons.cmdline(pid):
         return True
     env = _environ(pid)
@@ -113,9 +125,38 @@ def build_components(settings: SandboxSettings, paths: SandboxPaths) -> dict[str
     return {c.name: c for c in comps}
 
 
-def real_exe(path: str) -> str:
-    """Basename of the file ``path`` resolves to, as /proc/PID/exe shows it."""
+def real_exe(path: str, root: Path | None = None) -> str:
+    """Basename of the file ``path`` resolves to (inside ``root`` when given), as /proc/PID/exe shows it."""
+    if root is not None:
+        from atlas_sweeps.sandbox.chroot import resolve_in_root
+
+        return resolve_in_root(root, path)
     return os.path.basename(os.path.realpath(path))
+
+
+# Start order of a chroot sandbox (no accounting: no MariaDB, no slurmdbd); ``down`` stops in reverse.
+RELEASE_COMPONENTS: tuple[str, ...] = ("munge", "slurmctld", "slurmd", "sshd")
+
+
+def build_release_components(settings: SandboxSettings, paths: ReleasePaths, node: str) -> dict[str, Component]:
+    """The daemons of a chroot sandbox, keyed by name, in start order; each started inside the chroot with
+    Debian's default paths (slurm.conf in /etc/slurm, munge's default socket)."""
+    s, p, root = settings, paths, paths.root
+    conf = (p.inside(SLURM_CONF), p.inside(CGROUP_CONF))
+
+    def make(name: str, argv: tuple[str, ...], **kw: object) -> Component:
+        return Component(name=name, exe=real_exe(argv[0], root), argv=argv, pid_file=p.pid_file(name),
+                         log_file=p.log_file(name), marker=str(root), root=root, **kw)  # type: ignore[arg-type]
+
+    comps = [
+        make("munge", ("/usr/sbin/munged", f"--socket={MUNGE_SOCKET}", f"--pid-file={PID_FILES['munge']}",
+                       f"--log-file={LOG_FILES['munge']}"), socket=p.inside(MUNGE_SOCKET), run_as="munge"),
+        make("slurmctld", ("/usr/sbin/slurmctld", "-i"), port=s.slurmctld_port, config_files=conf),
+        make("slurmd", ("/usr/sbin/slurmd", "-N", node), port=s.slurmd_port, config_files=conf),
+        make("sshd", ("/usr/sbin/sshd", "-f", SSHD_CONFIG, "-E", LOG_FILES["sshd"]), port=s.ssh_port,
+             config_files=(p.inside(SSHD_CONFIG),)),
+    ]
+    return {c.name: c for c in comps}
 
 
 def daemon_env(paths: SandboxPaths) -> dict[str, str]:

@@ -4,7 +4,9 @@ cluster profiles) from settings and paths. No I/O here, so every rendered line i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from atlas_sweeps.profile import Profile, SlurmOptions, profile_toml
 from atlas_sweeps.sandbox.paths import SandboxPaths
@@ -64,9 +66,30 @@ def munge_auth_info(paths: SandboxPaths) -> str:
 def render_slurm_conf(settings: SandboxSettings, paths: SandboxPaths) -> str:
     """slurm.conf for one node without cgroups or systemd, accounting through our slurmdbd."""
     s, p = settings, paths
+    return slurm_conf_text(
+        s, title="Sandbox cluster of atlas-sweeps", cluster=CLUSTER_NAME, node=s.hostname,
+        munge_socket=str(p.munge_socket), state=str(p.slurmctld_state), spool=str(p.slurmd_spool),
+        pid_files=(str(p.pid_file("slurmctld")), str(p.pid_file("slurmd"))),
+        log_files=(str(p.log_file("slurmctld")), str(p.log_file("slurmd"))),
+        plugstack=str(p.etc / "plugstack.conf"),
+        accounting=f"""\
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort={s.slurmdbd_port}
+AccountingStoragePass={p.munge_socket}
+""")
+
+
+def slurm_conf_text(settings: SandboxSettings, *, title: str, cluster: str, node: str, munge_socket: str,
+                    state: str, spool: str, pid_files: tuple[str, str], log_files: tuple[str, str],
+                    accounting: str, plugstack: str | None = None) -> str:
+    """slurm.conf of a one-node sandbox (paths as its daemons see them; ``accounting``: the
+    AccountingStorage lines; the controller is this machine, ``settings.hostname``)."""
+    s = settings
+    plugstack_line = f"PlugStackConfig={plugstack}\n" if plugstack else ""
     return f"""\
-# Sandbox cluster of atlas-sweeps; generated, do not edit (rewritten by `atlas-sweeps sandbox up`).
-ClusterName={CLUSTER_NAME}
+# {title}; generated, do not edit (rewritten by `atlas-sweeps sandbox up`).
+ClusterName={cluster}
 SlurmctldHost={s.hostname}(127.0.0.1)
 SlurmctldPort={s.slurmctld_port}
 SlurmdPort={s.slurmd_port}
@@ -74,15 +97,14 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo={munge_auth_info(p)}
-StateSaveLocation={p.slurmctld_state}
-SlurmdSpoolDir={p.slurmd_spool}
-SlurmctldPidFile={p.pid_file("slurmctld")}
-SlurmdPidFile={p.pid_file("slurmd")}
-SlurmctldLogFile={p.log_file("slurmctld")}
-SlurmdLogFile={p.log_file("slurmd")}
-PlugStackConfig={p.etc / "plugstack.conf"}
-ProctrackType=proctrack/linuxproc
+AuthInfo=socket={munge_socket}
+StateSaveLocation={state}
+SlurmdSpoolDir={spool}
+SlurmctldPidFile={pid_files[0]}
+SlurmdPidFile={pid_files[1]}
+SlurmctldLogFile={log_files[0]}
+SlurmdLogFile={log_files[1]}
+{plugstack_line}ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
@@ -93,13 +115,9 @@ ReturnToService=2
 MinJobAge={s.min_job_age}
 SlurmctldTimeout=30
 SlurmdTimeout=30
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
-AccountingStoragePort={s.slurmdbd_port}
-AccountingStoragePass={p.munge_socket}
-JobCompType=jobcomp/none
-NodeName={s.hostname} NodeAddr=127.0.0.1 CPUs={s.cpus} RealMemory={s.real_memory_mb} State=UNKNOWN
-PartitionName={s.partition} Nodes={s.hostname} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+{accounting}JobCompType=jobcomp/none
+NodeName={node} NodeAddr=127.0.0.1 CPUs={s.cpus} RealMemory={s.real_memory_mb} State=UNKNOWN
+PartitionName={s.partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 """
 
 
@@ -152,25 +170,34 @@ innodb_log_file_size=64M
 def render_sshd_config(settings: SandboxSettings, paths: SandboxPaths) -> str:
     """sshd_config for the login node: loopback port, own host key, keys from the sandbox, SLURM_CONF set
     for every session, and a second user that needs key *and* password."""
-    s, p = settings, paths
+    return sshd_config_text(settings, host_key=str(paths.host_key), pid_file=str(paths.pid_file("sshd")),
+                            authorized_keys_dir=str(paths.authorized_keys_dir),
+                            slurm_conf=str(paths.slurm_conf))
+
+
+def sshd_config_text(settings: SandboxSettings, *, host_key: str, pid_file: str, authorized_keys_dir: str,
+                     slurm_conf: str | None) -> str:
+    """The login node's sshd_config, paths as sshd sees them; ``slurm_conf`` None: Slurm's default place,
+    so no SLURM_CONF is set for sessions."""
+    s = settings
+    set_env = f"SetEnv SLURM_CONF={slurm_conf}\n" if slurm_conf else ""
     return f"""\
 # Sandbox login node of atlas-sweeps; generated, do not edit.
 Port {s.ssh_port}
 ListenAddress 127.0.0.1
-HostKey {p.host_key}
-PidFile {p.pid_file("sshd")}
+HostKey {host_key}
+PidFile {pid_file}
 UsePAM no
 PermitRootLogin no
 AllowUsers {" ".join(s.users)}
 PubkeyAuthentication yes
-AuthorizedKeysFile {p.authorized_keys_dir}/%u
+AuthorizedKeysFile {authorized_keys_dir}/%u
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PrintMotd no
 MaxSessions 64
 MaxStartups 64:30:128
-SetEnv SLURM_CONF={p.slurm_conf}
-Subsystem sftp /usr/lib/openssh/sftp-server
+{set_env}Subsystem sftp /usr/lib/openssh/sftp-server
 
 Match User {s.user_2fa}
     PasswordAuthentication yes
@@ -180,17 +207,23 @@ Match User {s.user_2fa}
 
 def sandbox_profiles(settings: SandboxSettings, paths: SandboxPaths) -> list[Profile]:
     """The two profiles: ``sandbox`` (key only) and ``sandbox-2fa`` (key and password)."""
-    slurm = SlurmOptions(partition=settings.partition, time="00:10:00", cpus_per_task=1, mem="200M")
-    setup = (f"source /home/{settings.user}/venv/bin/activate",)
+    return login_profiles("sandbox", settings, key_of=paths.user_key, known_hosts=str(paths.known_hosts),
+                          interpreter="python", setup=(f"source /home/{settings.user}/venv/bin/activate",))
 
-    def make(name: str, user: str) -> Profile:
-        return Profile(name=name, host="127.0.0.1", port=settings.ssh_port, user=user,
-                       identity_file=str(paths.user_key(user)), known_hosts=str(paths.known_hosts),
-                       remote_dir=f"/home/{user}/atlas-sweeps", setup=setup, interpreter="python",
+
+def login_profiles(name: str, settings: SandboxSettings, *, key_of: Callable[[str], Path], known_hosts: str,
+                   interpreter: str, setup: tuple[str, ...] = ()) -> list[Profile]:
+    """Profiles ``NAME`` (key only) and ``NAME-2fa`` (key and password) for a sandbox's login node."""
+    slurm = SlurmOptions(partition=settings.partition, time="00:10:00", cpus_per_task=1, mem="200M")
+
+    def make(profile_name: str, user: str) -> Profile:
+        return Profile(name=profile_name, host="127.0.0.1", port=settings.ssh_port, user=user,
+                       identity_file=str(key_of(user)), known_hosts=known_hosts,
+                       remote_dir=f"/home/{user}/atlas-sweeps", setup=setup, interpreter=interpreter,
                        backend="local", status_interval=2, slurm=slurm)
 
     # The 2FA user's password stays in the sandbox dir for tests; the tool itself always prompts.
-    return [make("sandbox", settings.user), make("sandbox-2fa", settings.user_2fa)]
+    return [make(name, settings.user), make(f"{name}-2fa", settings.user_2fa)]
 
 
 def render_profile(profile: Profile) -> str:

@@ -63,6 +63,14 @@ def exe_name(pid: int) -> str:
         return _comm(pid)
 
 
+def process_root(pid: int) -> Path | None:
+    """The process's root directory (a chroot's path for a process inside one); None when unreadable."""
+    try:
+        return Path(os.readlink(_PROC / str(pid) / "root"))
+    except OSError:
+        return None
+
+
 def all_pids() -> list[int]:
     return [int(p.name) for p in _PROC.iterdir() if p.name.isdigit()]
 

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from atlas_sweeps.errors import SandboxError, UsageError
-from atlas_sweeps.sandbox import accounting, daemons, packages, users, venv
+from atlas_sweeps.profile import Profile
+from atlas_sweeps.sandbox import accounting, chroot, daemons, packages, users, venv
 from atlas_sweeps.sandbox.components import COMPONENTS, Component, build_components, daemon_env, real_exe
 from atlas_sweeps.sandbox.config import (
     PROFILE_HEADER,
@@ -94,8 +95,10 @@ def load_settings(paths: SandboxPaths) -> SandboxSettings | None:
         return None
 
 
-def _detect_settings(previous: SandboxSettings | None, overrides: dict[str, int | None]) -> SandboxSettings:
-    base = previous or SandboxSettings(hostname="", cpus=1, real_memory_mb=256)
+def _detect_settings(previous: SandboxSettings | None, overrides: dict[str, int | None], *,
+                     default: SandboxSettings | None = None) -> SandboxSettings:
+    """This machine's name and shape over ``previous`` (else ``default``), then the non-None ``overrides``."""
+    base = previous or default or SandboxSettings(hostname="", cpus=1, real_memory_mb=256)
     meminfo = Path("/proc/meminfo").read_text()
     detected = replace(base, hostname=socket.gethostname().split(".")[0],
                        cpus=len(os.sched_getaffinity(0)), real_memory_mb=real_memory_mb(meminfo))
@@ -176,12 +179,16 @@ def _write_configs(settings: SandboxSettings, paths: SandboxPaths) -> set[Path]:
     return changed
 
 
-def _write_profiles(settings: SandboxSettings, paths: SandboxPaths, *, install: bool, log: Log) -> dict[str, Path]:
+def _write_profiles(profiles: list[Profile], local: Callable[[str], Path], *, install: bool,
+                    log: Log) -> dict[str, Path]:
+    """Each profile into the sandbox dir (``local(name)``) and, with ``install``, into the user's clusters
+    dir unless a file there was not written by the sandbox."""
     written = {}
-    for profile in sandbox_profiles(settings, paths):
+    for profile in profiles:
         text = render_profile(profile)
-        _write_if_changed(paths.profile(profile.name), text)
-        written[profile.name] = paths.profile(profile.name)
+        local(profile.name).parent.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(local(profile.name), text)
+        written[profile.name] = local(profile.name)
         if not install:
             continue
         target = user_clusters_dir() / f"{profile.name}.toml"
@@ -209,15 +216,21 @@ def _port_user(port: int) -> str:
     return ", ".join(f"{name} pid {pid}" for name, pid in owners) or "an unknown program"
 
 
-def _spawn(comp: Component, paths: SandboxPaths) -> None:
-    env = daemon_env(paths)
-    argv = list(comp.argv)
-    if comp.run_as:
-        argv = ["runuser", "-u", comp.run_as, "--", *argv]
+def _spawn(comp: Component, paths: SandboxPaths | None) -> None:
     comp.log_file.parent.mkdir(parents=True, exist_ok=True)
     comp.log_file.touch()
-    if comp.run_as:
-        shutil.chown(comp.log_file, comp.run_as, comp.run_as)  # munged insists on owning its log
+    if comp.root is not None:  # inside a chroot: its own users, a clean environment
+        argv, env = chroot.chroot_argv(comp.root, comp.argv, run_as=comp.run_as), dict(chroot.CHROOT_ENV)
+        if comp.run_as:
+            inner = "/" + str(comp.log_file.relative_to(comp.root))
+            chroot.run_in(comp.root, ["chown", f"{comp.run_as}:{comp.run_as}", inner])
+    else:
+        assert paths is not None
+        env = daemon_env(paths)
+        argv = list(comp.argv)
+        if comp.run_as:
+            argv = ["runuser", "-u", comp.run_as, "--", *argv]
+            shutil.chown(comp.log_file, comp.run_as, comp.run_as)  # munged insists on owning its log
     with open(comp.log_file, "ab") as out:
         if comp.detach:
             # setsid -f: the daemon is not our child, so it outlives us and leaves no zombie behind.
@@ -241,8 +254,9 @@ def _stop(comp: Component, *, log: Log) -> list[int]:
             if name == "sshd":
                 extra += [pid, *daemons.descendants(pid)]
     if comp.name == "slurmd":
-        steps = Component(name="slurmstepd", exe=real_exe("/usr/sbin/slurmstepd"), argv=(), pid_file=Path("/nonexistent"),
-                          log_file=comp.log_file, marker=f"SLURM_CONF={comp.marker}")
+        steps = Component(name="slurmstepd", exe=real_exe("/usr/sbin/slurmstepd", comp.root), argv=(),
+                          pid_file=Path("/nonexistent"), log_file=comp.log_file, marker=f"SLURM_CONF={comp.marker}",
+                          root=comp.root)
         for pid in steps.pids():
             extra += [pid, *daemons.descendants(pid)]
     stopped = daemons.stop_pids(mains)
@@ -253,7 +267,7 @@ def _stop(comp: Component, *, log: Log) -> list[int]:
     return stopped
 
 
-def _ensure_running(comp: Component, paths: SandboxPaths, *, restart: bool, log: Log) -> bool:
+def _ensure_running(comp: Component, paths: SandboxPaths | None, *, restart: bool, log: Log) -> bool:
     """Start ``comp`` unless ours already runs and answers; returns True when it (re)started it."""
     pids = comp.pids()
     if pids and restart:
@@ -291,11 +305,17 @@ def _slurm_env(paths: SandboxPaths) -> dict[str, str]:
 def _ensure_node_idle(settings: SandboxSettings, paths: SandboxPaths, *, log: Log) -> None:
     """Wait for the node to register; resume it if an earlier run left it down or drained."""
     env = _slurm_env(paths)
+    wait_node_idle(settings.hostname, lambda argv: subprocess.run(argv, capture_output=True, text=True, env=env),
+                   hint=f"see {paths.log_file('slurmd')} and {paths.log_file('slurmctld')}", log=log)
+
+
+def wait_node_idle(node: str, run: Callable[[list[str]], subprocess.CompletedProcess[str]], *, hint: str,
+                   log: Log) -> None:
+    """Wait until ``node`` is usable, asking Slurm's clients through ``run``; resume it once if an earlier
+    run left it down or drained."""
 
     def state() -> str:
-        proc = subprocess.run(["sinfo", "-h", "-N", "-n", settings.hostname, "-o", "%T"],
-                              capture_output=True, text=True, env=env)
-        return proc.stdout.strip().lower()
+        return run(["sinfo", "-h", "-N", "-n", node, "-o", "%T"]).stdout.strip().lower()
 
     resumed = False
     deadline = time.monotonic() + _START_TIMEOUT
@@ -304,13 +324,11 @@ def _ensure_node_idle(settings: SandboxSettings, paths: SandboxPaths, *, log: Lo
         if s.rstrip("*~#") in ("idle", "mixed", "allocated", "completing"):
             return
         if not resumed and any(w in s for w in ("down", "drain", "fail")):
-            log(f"node {settings.hostname} is {s}: resuming it")
-            subprocess.run(["scontrol", "update", f"NodeName={settings.hostname}", "State=RESUME"],
-                           capture_output=True, text=True, env=env)
+            log(f"node {node} is {s}: resuming it")
+            run(["scontrol", "update", f"NodeName={node}", "State=RESUME"])
             resumed = True
         time.sleep(0.5)
-    raise SandboxError(f"node {settings.hostname} did not become idle (state: {state() or 'unknown'})",
-                       hint=f"see {paths.log_file('slurmd')} and {paths.log_file('slurmctld')}")
+    raise SandboxError(f"node {node} did not become idle (state: {state() or 'unknown'})", hint=hint)
 
 
 # --- public API ------------------------------------------------------------------------------------------
@@ -326,7 +344,7 @@ def up(*, root: Path | None = None, ssh_port: int | None = None, slurmctld_port:
     paths = SandboxPaths((root or default_root()).absolute())
     _check_traversable(paths.root)
     _mkdir(paths.root)
-    with _locked(paths):
+    with _locked(paths.root):
         installed = packages.ensure_packages(log=log).installed
         overrides = {"ssh_port": ssh_port, "slurmctld_port": slurmctld_port, "slurmd_port": slurmd_port,
                      "slurmdbd_port": slurmdbd_port, "mysql_port": mysql_port, "min_job_age": min_job_age}
@@ -340,9 +358,9 @@ def up(*, root: Path | None = None, ssh_port: int | None = None, slurmctld_port:
 
 
 @contextlib.contextmanager
-def _locked(paths: SandboxPaths) -> Iterator[None]:
-    """One ``up``/``down`` at a time per sandbox (two test sessions may start together)."""
-    with open(paths.root / ".lock", "w") as handle:
+def _locked(directory: Path) -> Iterator[None]:
+    """One ``up``/``down`` at a time per sandbox directory (two test sessions may start together)."""
+    with open(directory / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -390,7 +408,7 @@ def _up_locked(paths: SandboxPaths, settings: SandboxSettings, *, installed: tup
         elif name == "slurmd":
             _ensure_node_idle(settings, paths, log=log)
 
-    profiles = _write_profiles(settings, paths, install=write_profiles, log=log)
+    profiles = _write_profiles(sandbox_profiles(settings, paths), paths.profile, install=write_profiles, log=log)
     if venv_thread is not None:
         venv_thread.join()
         if venv_error:
@@ -409,15 +427,20 @@ def status(*, root: Path | None = None) -> SandboxStatus:
     settings = load_settings(paths)
     if settings is None:
         return SandboxStatus(root=paths.root, configured=False, components=[])
-    comps = build_components(settings, paths)
+    return SandboxStatus(root=paths.root, configured=True,
+                         components=component_statuses(build_components(settings, paths), COMPONENTS))
+
+
+def component_statuses(comps: dict[str, Component], names: tuple[str, ...]) -> list[ComponentStatus]:
+    """Each named component's pid, liveness and whether its endpoint answers."""
     out = []
-    for name in COMPONENTS:
+    for name in names:
         comp = comps[name]
         pids = comp.pids()
         out.append(ComponentStatus(name=name, pid=pids[0] if pids else None, alive=bool(pids),
                                    answering=comp.answering(), endpoint=comp.endpoint,
                                    log_file=str(comp.log_file)))
-    return SandboxStatus(root=paths.root, configured=True, components=out)
+    return out
 
 
 def down(*, root: Path | None = None, only: str | None = None, log: Log = _quiet) -> list[str]:
@@ -432,7 +455,7 @@ def down(*, root: Path | None = None, only: str | None = None, log: Log = _quiet
         return []
     comps = build_components(settings, paths)
     names = [only] if only else list(reversed(COMPONENTS))
-    with _locked(paths):
+    with _locked(paths.root):
         return [name for name in names if _stop(comps[name], log=log)]
 
 
