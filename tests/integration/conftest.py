@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
@@ -73,4 +73,25 @@ def sandbox() -> SandboxCluster:
         slurm_conf=p.slurm_conf, profiles=dict(info.profiles))
 
 
-__all__ = ["SandboxCluster", "sandbox"]
+@pytest.fixture(scope="session")
+def sandbox_trixie() -> SandboxCluster:
+    """The second sandbox: Debian 13 in a chroot (Slurm 24.11 without accounting, OpenSSH 10, python3 only),
+    up (builds the chroot the first time, about a minute or two; a second or so when warm)."""
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox cluster needs root")
+    from atlas_sweeps.sandbox import release_lifecycle
+
+    info = release_lifecycle.up("trixie", log=_quiet_log)
+    s, p = info.settings, info.paths
+    known = dict(
+        profile="sandbox-trixie", profile_2fa="sandbox-trixie-2fa", host="127.0.0.1", port=s.ssh_port,
+        user=s.user, key=p.user_key(s.user), known_hosts=p.known_hosts, user_2fa=s.user_2fa,
+        key_2fa=p.user_key(s.user_2fa), password_2fa=p.password_file(s.user_2fa).read_text().strip(),
+        password_file_2fa=p.password_file(s.user_2fa), sshd_log=p.log_file("sshd"), dir=p.base,
+        slurm_conf=p.inside("/etc/slurm/slurm.conf"), profiles=dict(info.profiles))
+    # Fields the trixie sandbox has no counterpart for (such as a passphrase-protected key) stay None.
+    absent = {f.name: None for f in fields(SandboxCluster) if f.name not in known}
+    return SandboxCluster(**known, **absent)  # type: ignore[arg-type]
+
+
+__all__ = ["SandboxCluster", "sandbox", "sandbox_trixie"]
