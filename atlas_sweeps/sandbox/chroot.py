@@ -183,7 +183,9 @@ def is_built(release: Release, paths: ReleasePaths) -> bool:
 
 
 def _remove_root(paths: ReleasePaths, *, log: Log) -> None:
-    """Delete a half-built chroot, never across a mount (that would delete the host's /dev or /proc)."""
+    """Delete a half-built chroot, never across a mount (that would delete the host's /dev or /proc); what
+    still runs in it is stopped first."""
+    daemons.stop_pids(processes_in(paths.root))
     unmount_all(paths.root, log=log)
     if mounts_under(paths.root):
         raise SandboxError(f"{paths.root} still has mounts; refusing to delete it")
