@@ -258,10 +258,13 @@ def test_two_resumes_at_once_one_is_refused_naming_the_others_pid(ws: Workspace,
     faults.cut_after_sbatch(1)  # the second sweep's array is still to be submitted
     launch_id = _cut_launch_id(_launch(ws))
     faults.clear()
-    faults.at(faults.calls + 1, "sleep 4")  # the first resume's preflight is slow: it holds the launch
+    submit_call = faults.calls + 2  # the first resume's preflight, then its submit call, which is slow
+    faults.at(submit_call, "sleep 4")
     first = subprocess.Popen([*CLI, "launch", "--resume", launch_id], cwd=ws.project, env=ws.env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2)
+    deadline = time.monotonic() + 60
+    while faults.calls < submit_call and time.monotonic() < deadline:  # it has looked and is submitting
+        time.sleep(0.1)
     second = _resume(ws, launch_id)
     _, first_err = first.communicate(timeout=120)
     assert first.returncode == 0, first_err
