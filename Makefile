@@ -31,6 +31,7 @@ sandbox-down: install
 # in which no integration test executed (tests/conftest.py checks ATLAS_REQUIRE_INTEGRATION).
 test: install
 	$(CLI) sandbox up
+	$(CLI) sandbox up --release trixie
 	ATLAS_REQUIRE_INTEGRATION=1 $(VENV)/bin/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
