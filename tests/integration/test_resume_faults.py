@@ -137,9 +137,15 @@ def ws(sandbox: SandboxCluster, tmp_path: Path) -> Iterator[Workspace]:
     (workspace.project / "prog.py").write_text(PROGRAM)
     (workspace.project / "two.yml").write_text(SWEEPS)
     yield workspace
-    for launch_id in _launch_ids(workspace):
-        subprocess.run(sandbox.ssh_argv(f"scancel --me --jobname={','.join(_names(workspace, launch_id))} "
-                                        "2>/dev/null; true"), capture_output=True, timeout=60)
+    _cancel_leftovers(workspace)
+
+
+def _cancel_leftovers(ws: Workspace) -> None:
+    """Cancel whatever is left of the workspace's launches (every job whose name has a launch's prefix)."""
+    for launch_id in _launch_ids(ws):
+        subprocess.run(ws.sandbox.ssh_argv(
+            f"squeue --me -h -o '%A %j' | awk '$2 ~ /^atlas-{launch_id}-/ {{print $1}}' | xargs -r scancel"),
+            capture_output=True, timeout=60)
 
 
 def _db(ws: Workspace) -> sqlite3.Connection:
@@ -175,11 +181,11 @@ def _cut_launch_id(result: subprocess.CompletedProcess[str]) -> str:
     return match.group(1)
 
 
-def assert_every_run_ran_once(ws: Workspace, launch_id: str) -> None:
+def assert_every_run_ran_once(ws: Workspace, launch_id: str, *, chunks: tuple[str, ...] = ("",)) -> None:
     """One array per chunk on the cluster, each recorded; every planned run ran exactly once, in the snapshot."""
     recorded = {name: job_id for name, job_id in _db(ws).execute(
         "SELECT job_name, job_id FROM jobs WHERE launch_id = ?", (launch_id,))}
-    assert sorted(recorded) == _names(ws, launch_id)
+    assert sorted(recorded) == [name + chunk for name in _names(ws, launch_id) for chunk in chunks]
     assert arrays_on_cluster(ws, launch_id) == recorded  # fails on two arrays of one name
     states = wait_for_tasks(ws, sorted(recorded.values()), 4, timeout=90)
     assert set(states.values()) == {"COMPLETED"}, states
@@ -298,6 +304,21 @@ def test_cli_killed_during_the_sync_then_a_failed_resume_then_a_resume_syncs_aga
     assert "lost during the preflight" in failed.stderr
 
 
+def test_resume_keeps_the_recorded_chunking_when_an_answer_for_a_chunk_is_lost(ws: Workspace, faults: Faults) -> None:
+    faults.cut(FREEZE)
+    launch_id = _cut_launch_id(_launch(ws))
+    with _db(ws) as db:  # as if the cluster's MaxArraySize were 2 when the launch began: one task per array
+        db.execute("UPDATE launches SET max_array_size = 2 WHERE id = ?", (launch_id,))
+    faults.clear()
+    faults.cut_after_sbatch(3)  # two_b's first chunk is accepted, its answer lost
+    cut = _resume(ws, launch_id)
+    assert "2 of 4 job arrays were submitted and recorded" in cut.stderr, cut.stderr
+    faults.clear()
+    resumed = _resume(ws, launch_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_every_run_ran_once(ws, launch_id, chunks=("-c0", "-c1"))
+
+
 def test_full_disk_on_the_login_node_names_the_cause(ws: Workspace, faults: Faults, tmp_path: Path) -> None:
     mount = Path(f"/tmp/atlas-full-{secrets.token_hex(4)}")
     mount.mkdir()
@@ -316,8 +337,7 @@ def test_full_disk_on_the_login_node_names_the_cause(ws: Workspace, faults: Faul
         assert resumed.returncode == 0, resumed.stderr
         assert_every_run_ran_once(ws, launch_id)
     finally:
-        for launch_id in _launch_ids(ws):
-            subprocess.run(ws.sandbox.ssh_argv(f"scancel --me --jobname={','.join(_names(ws, launch_id))}; "
-                                               "sleep 1"), capture_output=True, timeout=60)
+        _cancel_leftovers(ws)
+        time.sleep(1)
         subprocess.run(["umount", "-l", str(mount)], check=False)
         mount.rmdir()
