@@ -9,11 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from atlas_sweeps.errors import AtlasError
-
-
-class LaunchBusy(AtlasError):
-    """Another process holds the launch's lock. Exit code 1."""
+from atlas_sweeps.errors import StateError
 
 
 def _holder(path: Path) -> str:
@@ -25,7 +21,7 @@ def _holder(path: Path) -> str:
 
 @contextlib.contextmanager
 def launch_lock(locks_dir: Path, launch_id: str) -> Iterator[None]:
-    """Hold ``launch_id``'s lock for the ``with`` block, or raise ``LaunchBusy`` naming the holder's pid.
+    """Hold ``launch_id``'s lock for the ``with`` block, or raise ``StateError`` naming the holder's pid.
 
     The kernel releases a ``flock`` when its holder dies, so a killed process never leaves a launch locked.
     The file is removed on release; a process that opened it just before checks that the path still names
@@ -38,7 +34,7 @@ def launch_lock(locks_dir: Path, launch_id: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LaunchBusy(f"launch {launch_id} is in use by another atlas-sweeps process ({_holder(path)})",
+            raise StateError(f"launch {launch_id} is in use by another atlas-sweeps process ({_holder(path)})",
                              hint="wait for it to finish, then run the command again") from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino

@@ -16,7 +16,7 @@ from atlas_sweeps.composite import load_composite
 from atlas_sweeps.errors import RemoteError, StateError
 from atlas_sweeps.jobs import prepare_sweep
 from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.lock import LaunchBusy, launch_lock
+from atlas_sweeps.lock import launch_lock
 from atlas_sweeps.plan import build_plan
 from atlas_sweeps.profile import Profile
 from atlas_sweeps.render import load_template
@@ -101,7 +101,7 @@ def test_one_process_per_launch_and_the_other_names_the_holders_pid(tmp_path: Pa
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        with pytest.raises(LaunchBusy, match=f"launch l1 is in use by another atlas-sweeps process .pid {holder.pid}."):
+        with pytest.raises(StateError, match=f"launch l1 is in use by another atlas-sweeps process .pid {holder.pid}."):
             with launch_lock(tmp_path, "l1"):
                 pass
         with launch_lock(tmp_path, "l2"):  # other launches are free
