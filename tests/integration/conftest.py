@@ -94,4 +94,21 @@ def sandbox_trixie() -> SandboxCluster:
     return SandboxCluster(**known, **absent)  # type: ignore[arg-type]
 
 
+# What each sandbox stands for, recorded on every test that uses it (a user property, as ``record_property``
+# makes, in the JUnit report, and a line in the test's captured output, shown when it fails): results that
+# depend on the Slurm version or on accounting say which cluster they came from.
+SANDBOX_LABELS = {
+    "sandbox": "sandbox (host Debian 12: Slurm 22.05 with accounting, OpenSSH 9.2, python in a venv)",
+    "sandbox_trixie": "sandbox-trixie (Debian 13 chroot: Slurm 24.11 without accounting, OpenSSH 10, python3 only)",
+}
+
+
+@pytest.fixture(autouse=True)
+def _says_which_sandbox(request: pytest.FixtureRequest) -> None:
+    for fixture, label in SANDBOX_LABELS.items():
+        if fixture in request.fixturenames:
+            request.node.user_properties.append(("sandbox", label))
+            print(f"ran on {label}")
+
+
 __all__ = ["SandboxCluster", "sandbox", "sandbox_trixie"]

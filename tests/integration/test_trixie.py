@@ -3,7 +3,7 @@
 Launch, status (the hand-over from squeue to the last states seen), tail, cancel and resume through the real
 CLI, then the sandbox's own ``up``/``down`` (the chroot is reused; ``down`` leaves no mounts).
 
-Every test here runs on the trixie sandbox: each says so in its report (``record_property``) and output."""
+Every test here runs on the trixie sandbox: each says so in its report (conftest's ``_says_which_sandbox``)."""
 
 from __future__ import annotations
 
@@ -37,13 +37,6 @@ def facts(sandbox_trixie: SandboxCluster) -> dict[str, str]:
         "command -v python || echo no-python; sacct -X -n 2>&1 | head -1"), capture_output=True, text=True,
         timeout=60, check=True).stdout.splitlines()
     return dict(zip(("slurm", "rsync", "openssh", "python3", "python", "sacct"), out, strict=True))
-
-
-@pytest.fixture(autouse=True)
-def _says_which_sandbox(facts: dict[str, str], record_property) -> None:  # type: ignore[no-untyped-def]
-    label = f"trixie ({facts['slurm']}, no accounting)"
-    record_property("sandbox", label)
-    print(f"sandbox: {label}")
 
 
 @pytest.fixture(scope="module")
