@@ -12,24 +12,19 @@ from atlas_sweeps.remote.local import LocalRemote
 __all__ = ["LocalRemote", "Remote", "RemoteTarget", "Result", "open_remote"]
 
 
-def _no_prompt(prompt: str) -> str:
-    from atlas_sweeps.errors import RemoteError
-
-    raise RemoteError(f"the server asked for a password ({prompt.strip()}) and no prompt is available",
-                      hint="run from a terminal or set up key-based login")
-
-
 def open_remote(profile_like: Any, *, accept_new_host_key: bool = False,
-                password_prompt: Callable[[str], str] = _no_prompt) -> Remote:
+                password_prompt: Callable[[str], str] | None = None) -> Remote:
     """Open the session one CLI invocation uses: SSH when the profile names a host, else this machine.
 
     ``profile_like`` is a ``RemoteTarget``, a mapping or any object with ``host``, ``port``, ``user``,
-    ``identity_file`` (or ``key_file``) and ``known_hosts`` attributes.
+    ``identity_file`` (or ``key_file``) and ``known_hosts`` attributes. ``password_prompt`` asks on a
+    terminal for a password, one-time code or key passphrase; without it, login needs no such answer.
     """
     target = RemoteTarget.from_profile(profile_like)
     if target.is_local:
         return LocalRemote()
-    from atlas_sweeps.remote.ssh import SshRemote  # paramiko is slow to import; only SSH needs it
+    # fabric and paramiko are slow to import; only SSH needs them
+    from atlas_sweeps.remote.ssh import SshRemote
 
     return SshRemote.connect(target, accept_new_host_key=accept_new_host_key,
                              password_prompt=password_prompt)

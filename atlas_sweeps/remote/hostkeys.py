@@ -1,35 +1,17 @@
-"""Strict host-key checking, as pure decisions and messages: is the login node's key the one in
-known_hosts, unknown, or changed? fabric would silently trust unknown keys; we refuse them."""
+"""Strict host-key checking's messages (the login node's key is unknown, or changed) and its one write,
+``--accept-new-host-key``'s line. fabric would silently trust unknown keys; we refuse them."""
 
 from __future__ import annotations
 
 import base64
-import enum
 import hashlib
 import shlex
-from collections.abc import Mapping
-
-
-class HostKeyVerdict(enum.Enum):
-    KNOWN = "known"
-    UNKNOWN = "unknown"
-    CHANGED = "changed"
+from pathlib import Path
 
 
 def known_hosts_entry_name(host: str, port: int) -> str:
     """The name known_hosts uses for a host: ``host`` on port 22, else ``[host]:port`` (as OpenSSH writes)."""
     return host if port == 22 else f"[{host}]:{port}"
-
-
-def host_key_verdict(known: Mapping[str, str], *, key_type: str, key_base64: str) -> HostKeyVerdict:
-    """Compare the offered key with the known keys for this host (key type -> base64 blob).
-
-    A known key of the same type with other bytes is a changed key; no key of that type is unknown.
-    """
-    stored = known.get(key_type)
-    if stored is None:
-        return HostKeyVerdict.UNKNOWN
-    return HostKeyVerdict.KNOWN if stored == key_base64 else HostKeyVerdict.CHANGED
 
 
 def sha256_fingerprint(key_base64: str) -> str:
@@ -38,9 +20,17 @@ def sha256_fingerprint(key_base64: str) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def known_hosts_line(host: str, port: int, *, key_type: str, key_base64: str) -> str:
-    """The line ``--accept-new-host-key`` appends to known_hosts."""
-    return f"{known_hosts_entry_name(host, port)} {key_type} {key_base64}\n"
+def append_known_host(path: Path, entry_name: str, *, key_type: str, key_base64: str) -> None:
+    """Add ``entry_name key_type key`` as a line of its own to known_hosts (creating the file and a 0700
+    parent), even when the file does not end with a newline: glued to the last entry, neither would match."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        handle.seek(0, 2)
+        if handle.tell():
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write(f"{entry_name} {key_type} {key_base64}\n".encode())
 
 
 def unknown_key_message(host: str, port: int, *, key_type: str, key_base64: str, known_hosts: str) -> str:

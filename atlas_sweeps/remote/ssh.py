@@ -1,8 +1,10 @@
-"""``SshRemote``: the ``Remote`` seam over ONE authenticated paramiko transport per CLI invocation.
+"""``SshRemote``: the ``Remote`` seam over ONE authenticated SSH connection per CLI invocation.
 
-Honours ~/.ssh/config (HostName, User, Port, IdentityFile, IdentitiesOnly, ProxyJump, ProxyCommand) and
-the ssh-agent; checks host keys strictly; asks for passwords / one-time codes only when the server wants
-them. Scripts, log streams and rsync (through ``Relay``) all open channels on the same transport.
+fabric's ``Connection`` does the connecting: ~/.ssh/config and /etc/ssh/ssh_config (HostName, User, Port,
+IdentityFile, ProxyJump chains, ProxyCommand, ConnectTimeout). We add what it lacks: strict host keys (its
+client would auto-add unknown ones) and an OpenSSH-like login (agent keys first, an encrypted key's
+passphrase asked once, then a password or one-time code when the server wants a second factor). Scripts,
+log streams and rsync (through ``Relay``) all open paramiko channels on the one transport.
 """
 
 from __future__ import annotations
@@ -10,112 +12,98 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import socket
+import shlex
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import paramiko
+from fabric import Config, Connection
+from paramiko.auth_strategy import AuthStrategy
+from paramiko.hostkeys import InvalidHostKey
 
-from atlas_sweeps.errors import HostKeyError, RemoteError
-from atlas_sweeps.remote.base import CallCounter, RemoteTarget, Result, wrap_for_streaming
-from atlas_sweeps.remote.hostkeys import (
-    HostKeyVerdict,
-    changed_key_message,
-    host_key_verdict,
-    known_hosts_entry_name,
-    known_hosts_line,
-    unknown_key_message,
-)
+from atlas_sweeps.errors import AtlasError, ConfigError, HostKeyError, RemoteError, UsageError
+from atlas_sweeps.remote.base import CallCounter, LineSplitter, RemoteTarget, Result, wrap_for_streaming
+from atlas_sweeps.remote.hostkeys import append_known_host, changed_key_message, unknown_key_message
 from atlas_sweeps.remote.local import run_rsync
 from atlas_sweeps.remote.relay import Relay
 
 # sshd's MaxSessions defaults to 10 channels per connection; leave headroom for a stray script.
 MAX_CHANNELS = 8
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
-_RSA_NAMES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+Prompt = Callable[[str], str]
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One SSH hop after ~/.ssh/config is applied."""
-
-    alias: str
-    hostname: str
-    port: int
-    user: str
-    identity_files: tuple[str, ...]
-    identities_only: bool
-    known_hosts: str
-    proxy_jump: str | None
-    proxy_command: str | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.user}@{self.hostname}:{self.port}"
+def connection_for(target: RemoteTarget, *, ssh_config: paramiko.SSHConfig | None = None) -> Connection:
+    """fabric's (unopened) Connection for ``target``; the profile wins over ssh_config where it says something."""
+    config = Config(ssh_config=ssh_config, overrides={"timeouts": {"connect": 15}})
+    conn = Connection(target.host, user=target.user, port=target.port, config=config)
+    jumps = conn.ssh_config.get("proxyjump", "")
+    if "," in jumps or jumps.lower() == "none":
+        # fabric chains `ProxyJump a,b` as b then a (fabric#2203; OpenSSH goes through a first), and would
+        # take `ProxyJump none` (no jump) for a host named "none".
+        gateway = None
+        for hop in jumps.split(",") if "," in jumps else []:
+            gateway = Connection(hop.strip(), config=config.clone(), gateway=gateway)
+        conn.gateway = gateway or conn.ssh_config.get("proxycommand")
+    return conn
 
 
-def resolve_endpoint(target: RemoteTarget, config: paramiko.SSHConfig) -> Endpoint:
-    """Merge the profile's target with ~/.ssh/config (the profile wins where it says something)."""
-    assert target.host
-    entry = config.lookup(target.host)
-    files = [target.identity_file] if target.identity_file else []
-    files += list(entry.get("identityfile", []))
-    known = target.known_hosts or (entry.get("userknownhostsfile", "").split() or [None])[0] \
-        or "~/.ssh/known_hosts"
-    jump = entry.get("proxyjump")
-    return Endpoint(
-        alias=target.host,
-        hostname=entry.get("hostname", target.host),
-        port=int(target.port or entry.get("port", 22)),
-        user=target.user or entry.get("user") or getpass.getuser(),
-        identity_files=tuple(os.path.expanduser(f) for f in files),
-        identities_only=entry.get("identitiesonly", "no").lower() == "yes",
-        known_hosts=os.path.expanduser(known),
-        proxy_jump=None if jump in (None, "none") else jump,
-        proxy_command=None if entry.get("proxycommand") in (None, "none") else entry.get("proxycommand"),
-    )
+def hops(conn: Connection) -> list[Connection]:
+    """The connection and its ProxyJump gateways, target first (a ProxyCommand gateway is a string)."""
+    chain = [conn]
+    while isinstance(chain[-1].gateway, Connection):
+        chain.append(chain[-1].gateway)
+    return chain
 
 
-def parse_jump(spec: str) -> RemoteTarget:
-    """One ProxyJump hop, ``[user@]host[:port]``, as a target."""
-    user, _, rest = spec.rpartition("@")
-    host, sep, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
-    return RemoteTarget(host=host if sep else rest, port=int(port) if sep else None, user=user or None)
-
-
-def _load_ssh_config() -> paramiko.SSHConfig:
-    path = Path.home() / ".ssh" / "config"
-    return paramiko.SSHConfig.from_path(str(path)) if path.is_file() else paramiko.SSHConfig()
+def identity_files(conn: Connection, profile_file: str | None) -> list[str]:
+    """Key files to try after the agent's: the profile's, then ssh_config's, else the default ~/.ssh ones."""
+    files = [profile_file] if profile_file else []
+    files += list(conn.ssh_config.get("identityfile", []))
+    if not files:
+        files = [str(Path.home() / ".ssh" / name) for name in _DEFAULT_KEYS]
+    return [os.path.expanduser(f) for f in files]
 
 
 class SshRemote(CallCounter):
     """The login node over one SSH connection. Build with ``SshRemote.connect``; ``close`` when done."""
 
-    def __init__(self, transports: list[paramiko.Transport], *, label: str) -> None:
-        self._transports = transports
-        self._transport = transports[-1]
-        self.label = label
+    def __init__(self, chain: list[Connection]) -> None:
+        self._chain = chain
+        self._transport: paramiko.Transport = chain[0].transport
+        self.label = _label(chain[0])
         self._slots = threading.BoundedSemaphore(MAX_CHANNELS)
         CallCounter.__init__(self)
         self._relay: Relay | None = None
 
     @classmethod
     def connect(cls, target: RemoteTarget, *, accept_new_host_key: bool = False,
-                password_prompt: Callable[[str], str]) -> SshRemote:
-        """Connect (through any ProxyJump hops) and authenticate once."""
-        config = _load_ssh_config()
-        transports: list[paramiko.Transport] = []
+                password_prompt: Prompt | None = None) -> SshRemote:
+        """Connect (through any ProxyJump hops) and authenticate once; ``password_prompt`` asks on a terminal."""
+        conn = connection_for(target)
+        known_hosts = os.path.expanduser(target.known_hosts or (
+            conn.ssh_config.get("userknownhostsfile", "").split() or ["~/.ssh/known_hosts"])[0])
+        chain = hops(conn)
+        unlocked: dict[str, paramiko.PKey] = {}  # keys decrypted in this invocation, shared by all hops
+        for hop in chain:
+            hop.client.set_missing_host_key_policy(_StrictPolicy(hop, known_hosts, accept_new=accept_new_host_key))
+            if os.path.isfile(known_hosts):
+                try:
+                    hop.client.load_host_keys(known_hosts)
+                except (OSError, paramiko.SSHException, InvalidHostKey) as exc:
+                    raise ConfigError(f"not a usable known_hosts file: {getattr(exc, 'line', exc)!s:.80}",
+                                      path=known_hosts, hint="fix or remove that line") from None
+            files = identity_files(hop, target.identity_file if hop is conn else None)
+            hop.connect_kwargs = {"auth_strategy": _Login(hop, files, password_prompt, unlocked)}
         try:
-            endpoint = _connect_chain(target, config, transports, accept_new_host_key=accept_new_host_key,
-                                      password_prompt=password_prompt)
+            _open(conn, chain, known_hosts)
         except BaseException:
-            for transport in reversed(transports):
-                transport.close()
+            for hop in chain:
+                hop.close()
             raise
-        return cls(transports, label=endpoint.label)
+        return cls(chain)
 
     def _open_channel(self) -> paramiko.Channel:
         self._slots.acquire()
@@ -166,7 +154,7 @@ class SshRemote(CallCounter):
             channel.sendall(wrap_for_streaming(script).encode())
             threading.Thread(target=_drain, args=(channel.recv_stderr, None), daemon=True).start()
             channel.settimeout(0.2)
-            pending = b""
+            splitter = LineSplitter()
             while True:
                 if stop is not None and stop.is_set():
                     return -1
@@ -176,12 +164,10 @@ class SshRemote(CallCounter):
                     continue
                 if not data:
                     break
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    on_stdout(line.decode(errors="replace"))
-            if pending:
-                on_stdout(pending.decode(errors="replace"))
+                for line in splitter.feed(data):
+                    on_stdout(line)
+            for line in splitter.close():
+                on_stdout(line)
             code = channel.recv_exit_status()
             return 255 if code < 0 else code
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -192,16 +178,8 @@ class SshRemote(CallCounter):
     def rsync(self, args: list[str], *, on_progress: Callable[[str], None] | None = None) -> Result:
         self._count()
         if self._relay is None:
-            self._relay = Relay(open_channel=self._open_relay_channel, release_channel=self._slots.release)
+            self._relay = Relay(open_channel=self._open_channel, release_channel=self._slots.release)
         return run_rsync(["rsync", "-e", self._relay.rsh, *args], env=None, on_progress=on_progress)
-
-    def _open_relay_channel(self) -> paramiko.Channel:
-        self._slots.acquire()
-        try:
-            return self._transport.open_session(timeout=30)
-        except BaseException:
-            self._slots.release()
-            raise
 
     def rsync_path(self, path: str) -> str:
         # The relay ignores the host part; it is only there so rsync treats the path as remote.
@@ -211,8 +189,12 @@ class SshRemote(CallCounter):
         if self._relay is not None:
             self._relay.close()
             self._relay = None
-        for transport in reversed(self._transports):
-            transport.close()
+        for hop in self._chain:
+            hop.close()
+
+
+def _label(conn: Connection) -> str:
+    return f"{conn.user}@{conn.host}:{conn.port}"
 
 
 def _drain(recv: Callable[[int], bytes], sink: list[bytes] | None) -> None:
@@ -225,172 +207,165 @@ def _drain(recv: Callable[[int], bytes], sink: list[bytes] | None) -> None:
                 sink.append(data)
 
 
-def _connect_chain(target: RemoteTarget, config: paramiko.SSHConfig, transports: list[paramiko.Transport], *,
-                   accept_new_host_key: bool, password_prompt: Callable[[str], str]) -> Endpoint:
-    """Connect to ``target``, first through its ProxyJump hops; append each transport to ``transports``."""
-    endpoint = resolve_endpoint(target, config)
-    sock: Any = None
-    if endpoint.proxy_jump:
-        for hop in endpoint.proxy_jump.split(","):
-            hop_target = parse_jump(hop.strip())
-            hop_target = RemoteTarget(host=hop_target.host, port=hop_target.port, user=hop_target.user,
-                                      known_hosts=target.known_hosts)
-            hop_endpoint = resolve_endpoint(hop_target, config)
-            transports.append(_open_transport(hop_endpoint, sock, accept_new_host_key=accept_new_host_key,
-                                              password_prompt=password_prompt))
-            sock = None
-        sock = _jump_channel(transports[-1], endpoint)
-    elif endpoint.proxy_command:
-        sock = paramiko.ProxyCommand(endpoint.proxy_command)
-    transports.append(_open_transport(endpoint, sock, accept_new_host_key=accept_new_host_key,
-                                      password_prompt=password_prompt))
-    return endpoint
-
-
-def _jump_channel(jump: paramiko.Transport, endpoint: Endpoint) -> paramiko.Channel:
+def _open(conn: Connection, chain: list[Connection], known_hosts: str) -> None:
+    """fabric opens the gateways and the connection; its and paramiko's errors become one-line ones."""
+    where = f"{conn.host}:{conn.port}"
     try:
-        return jump.open_channel("direct-tcpip", (endpoint.hostname, endpoint.port), ("127.0.0.1", 0), timeout=15)
-    except (paramiko.SSHException, OSError) as exc:
-        raise RemoteError(f"the jump host could not reach {endpoint.hostname}:{endpoint.port}: {exc}",
-                          hint="check ProxyJump and HostName in ~/.ssh/config") from exc
-
-
-def _open_transport(endpoint: Endpoint, sock: Any, *, accept_new_host_key: bool,
-                    password_prompt: Callable[[str], str]) -> paramiko.Transport:
-    where = f"{endpoint.hostname}:{endpoint.port}"
-    if sock is None:
-        try:
-            sock = socket.create_connection((endpoint.hostname, endpoint.port), timeout=15)
-        except OSError as exc:
-            raise RemoteError(f"cannot connect to {where}: {exc.strerror or exc}",
-                              hint="check host and port in the profile or ~/.ssh/config, and your network/VPN") from exc
-    transport = paramiko.Transport(sock)
-    try:
-        known = _known_keys(endpoint)
-        _prefer_key_types(transport, list(known))
-        try:
-            transport.start_client(timeout=20)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise RemoteError(f"SSH handshake with {where} failed: {exc}",
-                              hint="is an SSH server listening there? try `ssh -v` to the same host") from exc
-        _check_host_key(transport, endpoint, known, accept_new=accept_new_host_key)
-        _authenticate(transport, endpoint, password_prompt)
-        transport.set_keepalive(30)
-    except BaseException:
-        transport.close()
+        conn.open()
+    except AtlasError:
         raise
-    return transport
+    except paramiko.BadHostKeyException as exc:  # a key of that host is known and this one differs
+        hop = next((h for h in chain if h.host == exc.hostname), conn)
+        raise HostKeyError(changed_key_message(hop.host, hop.port, key_type=exc.key.get_name(),
+                                               key_base64=exc.key.get_base64(), known_hosts=known_hosts)) from None
+    except (paramiko.SSHException, EOFError) as exc:
+        raise RemoteError(f"SSH connection to {where} failed: {exc}",
+                          hint="is an SSH server listening there? try `ssh -v` to the same host") from exc
+    except OSError as exc:
+        raise RemoteError(f"cannot connect to {where}: {exc.strerror or exc}",
+                          hint="check host and port in the profile or ~/.ssh/config, and your network/VPN") from exc
+    conn.transport.set_keepalive(30)
 
 
-def _known_keys(endpoint: Endpoint) -> dict[str, str]:
-    keys = paramiko.HostKeys()
-    if os.path.isfile(endpoint.known_hosts):
+class _StrictPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuses a host whose key is not in known_hosts; records it only with --accept-new-host-key.
+    (paramiko itself refuses a changed key, with BadHostKeyException, before asking this policy.)"""
+
+    def __init__(self, conn: Connection, known_hosts: str, *, accept_new: bool) -> None:
+        self._conn, self._known_hosts, self._accept_new = conn, known_hosts, accept_new
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        key_type, blob = key.get_name(), key.get_base64()
+        if not self._accept_new:
+            raise HostKeyError(unknown_key_message(self._conn.host, self._conn.port, key_type=key_type,
+                                                   key_base64=blob, known_hosts=self._known_hosts))
+        append_known_host(Path(self._known_hosts), hostname, key_type=key_type, key_base64=blob)
+
+
+def _ask(prompt: Prompt | None, text: str, *, missing: AtlasError) -> str:
+    """``prompt(text)``, or ``missing`` raised when there is no terminal to ask on (getpass would fall back
+    to an echoing stdin: its warning is made an error here, so nothing is read from a pipe)."""
+    if prompt is None:
+        raise missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)
         try:
-            keys.load(endpoint.known_hosts)
-        except (OSError, paramiko.SSHException) as exc:
-            raise RemoteError(f"cannot read {endpoint.known_hosts}: {exc}", hint="fix or move that file") from exc
-    found = keys.lookup(known_hosts_entry_name(endpoint.hostname, endpoint.port)) or {}
-    return {name: key.get_base64() for name, key in found.items()}
+            return prompt(text)
+        except (EOFError, getpass.GetPassWarning):
+            raise missing from None
 
 
-def _prefer_key_types(transport: paramiko.Transport, known_types: list[str]) -> None:
-    """Ask for a host key type we already know, as OpenSSH does, so a known host never looks unknown."""
-    if not known_types:
-        return
-    wanted: list[str] = []
-    for name in known_types:
-        wanted += list(_RSA_NAMES) if name == "ssh-rsa" else [name]
-    options = transport.get_security_options()
-    offered = list(options.key_types)
-    options.key_types = [k for k in wanted if k in offered] + [k for k in offered if k not in wanted]
+class _Login(AuthStrategy):
+    """Logs in as OpenSSH does: agent keys, then key files (an encrypted one's passphrase asked on the terminal
+    once per invocation), then a password or keyboard-interactive answers when the server asks (2FA)."""
 
+    def __init__(self, conn: Connection, files: list[str], prompt: Prompt | None,
+                 unlocked: dict[str, paramiko.PKey]) -> None:
+        super().__init__(ssh_config=conn.ssh_config)
+        self.user, self.label = conn.user, _label(conn)
+        self.files, self.prompt, self.unlocked = files, prompt, unlocked
+        self.identities_only = conn.ssh_config.get("identitiesonly", "no").lower() == "yes"
 
-def _check_host_key(transport: paramiko.Transport, endpoint: Endpoint, known: dict[str, str], *,
-                    accept_new: bool) -> None:
-    key = transport.get_remote_server_key()
-    key_type, blob = key.get_name(), key.get_base64()
-    verdict = host_key_verdict(known, key_type=key_type, key_base64=blob)
-    args = dict(key_type=key_type, key_base64=blob, known_hosts=endpoint.known_hosts)
-    if verdict is HostKeyVerdict.CHANGED:
-        raise HostKeyError(changed_key_message(endpoint.hostname, endpoint.port, **args))
-    if verdict is HostKeyVerdict.UNKNOWN:
-        if not accept_new:
-            raise HostKeyError(unknown_key_message(endpoint.hostname, endpoint.port, **args))
-        path = Path(endpoint.known_hosts)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with path.open("a") as handle:
-            handle.write(known_hosts_line(endpoint.hostname, endpoint.port, key_type=key_type, key_base64=blob))
-
-
-def _candidate_keys(endpoint: Endpoint, password_prompt: Callable[[str], str]) -> list[tuple[str, Any]]:
-    """(description, loader) pairs in the order OpenSSH would roughly try them."""
-    candidates: list[tuple[str, Any]] = [(path, path) for path in endpoint.identity_files if os.path.isfile(path)]
-    if not endpoint.identities_only:
-        with contextlib.suppress(Exception):
-            candidates += [(f"agent key {k.get_name()}", k) for k in paramiko.Agent().get_keys()]
-        if not endpoint.identity_files:
-            ssh_dir = Path.home() / ".ssh"
-            candidates += [(str(ssh_dir / n), str(ssh_dir / n)) for n in _DEFAULT_KEYS if (ssh_dir / n).is_file()]
-    return candidates
-
-
-def _load_key(path: str, password_prompt: Callable[[str], str]) -> paramiko.PKey | None:
-    try:
-        return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
-        return paramiko.PKey.from_path(path, passphrase=password_prompt(f"Passphrase for key {path}: "))
-    except (paramiko.SSHException, OSError, ValueError):
-        return None
-
-
-def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, password_prompt: Callable[[str], str]) -> None:
-    """Public key(s) first, then a password or keyboard-interactive answers when the server asks (2FA)."""
-    user = endpoint.user
-    try:
-        transport.auth_none(user)
-        return
-    except paramiko.BadAuthenticationType as exc:
-        allowed = list(exc.allowed_types)
-    except paramiko.SSHException:
-        allowed = ["publickey", "password", "keyboard-interactive"]
-    tried: list[str] = []
-    if "publickey" in allowed:
-        for description, source in _candidate_keys(endpoint, password_prompt):
-            key = _load_key(source, password_prompt) if isinstance(source, str) else source
-            if key is None:
-                continue
-            tried.append(description)
-            try:
-                remaining = transport.auth_publickey(user, key)
-            except paramiko.BadAuthenticationType as exc:
-                allowed = list(exc.allowed_types)
+    def authenticate(self, transport: paramiko.Transport) -> list[str]:
+        try:
+            transport.auth_none(self.user)
+            return []
+        except paramiko.BadAuthenticationType as exc:
+            allowed = list(exc.allowed_types)
+        except paramiko.SSHException:
+            allowed = ["publickey", "password", "keyboard-interactive"]
+        tried: list[str] = []
+        if "publickey" in allowed:
+            for description, key in self._keys():
+                tried.append(description)
+                try:
+                    remaining = transport.auth_publickey(self.user, key)
+                except paramiko.BadAuthenticationType as exc:
+                    allowed = list(exc.allowed_types)
+                    break
+                except paramiko.AuthenticationException:
+                    continue
+                if transport.is_authenticated():
+                    return []
+                allowed = list(remaining)  # partial success: the server wants a second factor
                 break
-            except paramiko.AuthenticationException:
-                continue
-            if transport.is_authenticated():
-                return
-            allowed = list(remaining)  # partial success: the server wants a second factor
-            break
-    if "password" in allowed:
-        for _ in range(3):
-            tried.append("password")
+        if "password" in allowed or "keyboard-interactive" in allowed:
+            tried.append("password" if "password" in allowed else "keyboard-interactive")
+            if self._second_factor(transport, password="password" in allowed):
+                return []
+        raise RemoteError(f"{self.label} refused the login (tried: {', '.join(tried) or 'nothing usable'}; "
+                          f"server allows: {', '.join(allowed)})",
+                          hint="check user and IdentityFile in the profile or ~/.ssh/config, or load your key "
+                               "with `ssh-add`; `ssh -v` to the same host shows what the server accepts")
+
+    def _keys(self) -> Iterator[tuple[str, paramiko.PKey]]:
+        """Agent keys first (under IdentitiesOnly only those of the key files), then the key files the agent
+        does not hold, each loaded only when reached."""
+        file_blobs = {_public_blob(path) for path in self.files} - {None}
+        offered: set[str] = set()
+        agent = paramiko.Agent()
+        try:
             try:
-                transport.auth_password(user, password_prompt(f"{endpoint.label} password: "), fallback=False)
-            except paramiko.AuthenticationException:
-                continue
-            if transport.is_authenticated():
-                return
-    elif "keyboard-interactive" in allowed:
-        tried.append("keyboard-interactive")
+                agent_keys = list(agent.get_keys())
+            except (paramiko.SSHException, OSError):
+                agent_keys = []  # a stale SSH_AUTH_SOCK: as without an agent
+            for key in agent_keys:
+                if not self.identities_only or key.get_base64() in file_blobs:
+                    offered.add(key.get_base64())
+                    yield f"agent key {key.get_name()}", key
+        finally:
+            agent.close()
+        for path in self.files:
+            if os.path.isfile(path) and _public_blob(path) not in offered:
+                loaded = self._load(path)
+                if loaded is not None:
+                    yield path, loaded
+
+    def _load(self, path: str) -> paramiko.PKey | None:
+        if path in self.unlocked:
+            return self.unlocked[path]
+        hint = f"or load it once with `ssh-add {shlex.quote(path)}` (ssh-agent keeps it for later commands)"
+        try:
+            key = paramiko.PKey.from_path(path)
+        except TypeError:  # encrypted: cryptography wants the passphrase
+            passphrase = _ask(self.prompt, f"Enter passphrase for key '{path}':", missing=UsageError(
+                f"the key {path} is passphrase-protected, no ssh-agent holds it and there is no terminal to ask",
+                hint=f"run from a terminal, {hint}"))
+            if not passphrase:
+                return None  # as OpenSSH: an empty answer skips the key
+            try:
+                key = paramiko.PKey.from_path(path, password=passphrase.encode())
+            except (ValueError, TypeError, paramiko.SSHException):
+                raise UsageError(f"wrong passphrase for the key {path}", hint=f"try again, {hint}") from None
+        except (OSError, ValueError, paramiko.SSHException):
+            return None  # unreadable, or not a key paramiko can use
+        self.unlocked[path] = key
+        return key
+
+    def _second_factor(self, transport: paramiko.Transport, *, password: bool) -> bool:
+        missing = RemoteError(f"{self.label} asked for a password and no prompt is available",
+                              hint="run from a terminal or set up key-based login")
+        if password:
+            for _ in range(3):
+                try:
+                    transport.auth_password(self.user, _ask(self.prompt, f"{self.label} password: ", missing=missing),
+                                            fallback=False)
+                except paramiko.AuthenticationException:
+                    continue
+                if transport.is_authenticated():
+                    return True
+            return False
 
         def answer(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
-            return [password_prompt(prompt) for prompt, _echo in prompts]
+            return [_ask(self.prompt, prompt, missing=missing) for prompt, _echo in prompts]
 
         with contextlib.suppress(paramiko.AuthenticationException):
-            transport.auth_interactive(user, answer)
-            if transport.is_authenticated():
-                return
-    raise RemoteError(f"{endpoint.label} refused the login (tried: {', '.join(tried) or 'nothing usable'}; "
-                      f"server allows: {', '.join(allowed)})",
-                      hint="check user and IdentityFile in the profile or ~/.ssh/config, or load your key "
-                           "into ssh-agent; `ssh -v` to the same host shows what the server accepts")
+            transport.auth_interactive(self.user, answer)
+        return transport.is_authenticated()
+
+
+def _public_blob(path: str) -> str | None:
+    """The base64 public key in ``path``.pub (readable without the passphrase), if there is one."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path(path + ".pub").read_text().split()[1]
+    return None

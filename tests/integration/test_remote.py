@@ -225,9 +225,37 @@ def test_unknown_host_key_is_refused_until_accepted(sshd: Sshd, tmp_path: Path) 
     assert "--accept-new-host-key" in str(refused.value)
     assert refused.value.exit_code == 2
     assert not known.exists()
+    known.parent.mkdir()
+    other = "login.example.org " + " ".join((sshd.dir / "user_key.pub").read_text().split()[:2])
+    known.write_text(other)  # edited by hand: no final newline
     open_remote(sshd.target(known_hosts=str(known)), accept_new_host_key=True).close()
-    assert known.read_text().startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
+    lines = known.read_text().splitlines()
+    assert lines[0] == other and lines[1].startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ") and len(lines) == 2
     open_remote(sshd.target(known_hosts=str(known))).close()  # now trusted without the flag
+
+
+def test_proxyjump_chain_from_ssh_config_checks_every_hops_host_key(sshd: Sshd, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host cluster\n  HostName 127.0.0.1\n  Port {sshd.port}\n  ProxyJump localhost:{sshd.port},127.0.0.1:{sshd.port}\n"
+        f"Host *\n  User {SHELL_USER}\n  IdentityFile {sshd.key}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    known = tmp_path / "known_hosts"
+    shutil.copy(sshd.known_hosts, known)  # knows [127.0.0.1]:port, not [localhost]:port
+    target = RemoteTarget(host="cluster", known_hosts=str(known))
+    with pytest.raises(HostKeyError, match=f"host key of localhost:{sshd.port} is not in"):
+        open_remote(target)
+    mark = sshd.log_mark()
+    remote = open_remote(target, accept_new_host_key=True)
+    try:
+        assert remote.run_script("echo through two hops").stdout == "through two hops\n"
+    finally:
+        remote.close()
+    assert f"[localhost]:{sshd.port} ssh-ed25519 " in known.read_text()
+    assert sshd.log_since(mark).count(f"Accepted publickey for {SHELL_USER}") == 3  # two jump hosts, the target
 
 
 def test_changed_host_key_is_always_refused(sshd: Sshd, tmp_path: Path) -> None:

@@ -10,11 +10,9 @@ from atlas_sweeps.errors import RemoteError
 from atlas_sweeps.remote import RemoteTarget, Result
 from atlas_sweeps.remote._relay_main import relay_command_line
 from atlas_sweeps.remote.hostkeys import (
-    HostKeyVerdict,
+    append_known_host,
     changed_key_message,
-    host_key_verdict,
     known_hosts_entry_name,
-    known_hosts_line,
     sha256_fingerprint,
     unknown_key_message,
 )
@@ -95,17 +93,26 @@ def test_missing_exit_status_is_reported_as_ssh_does() -> None:
 def test_known_hosts_names_use_brackets_off_port_22() -> None:
     assert known_hosts_entry_name("login.example.org", 22) == "login.example.org"
     assert known_hosts_entry_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
-    assert known_hosts_line("127.0.0.1", 2222, key_type="ssh-ed25519", key_base64=ED25519) == \
-        f"[127.0.0.1]:2222 ssh-ed25519 {ED25519}\n"
 
 
-def test_host_key_verdicts() -> None:
-    known = {"ssh-ed25519": ED25519}
-    assert host_key_verdict(known, key_type="ssh-ed25519", key_base64=ED25519) is HostKeyVerdict.KNOWN
-    assert host_key_verdict({}, key_type="ssh-ed25519", key_base64=ED25519) is HostKeyVerdict.UNKNOWN
-    assert host_key_verdict({"ssh-rsa": "AAAA"}, key_type="ssh-ed25519", key_base64=ED25519) is HostKeyVerdict.UNKNOWN
-    other = ED25519[:-4] + "AAAA"
-    assert host_key_verdict(known, key_type="ssh-ed25519", key_base64=other) is HostKeyVerdict.CHANGED
+def test_accepted_host_key_gets_a_line_of_its_own(tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"
+    append_known_host(known, "[127.0.0.1]:2222", key_type="ssh-ed25519", key_base64=ED25519)
+    assert known.read_text() == f"[127.0.0.1]:2222 ssh-ed25519 {ED25519}\n"
+    assert (tmp_path / "ssh").stat().st_mode & 0o777 == 0o700
+    known.write_text(f"other ssh-ed25519 {ED25519}")  # a hand-edited file without a final newline
+    append_known_host(known, "login", key_type="ssh-ed25519", key_base64=ED25519)
+    assert known.read_text().splitlines() == [f"other ssh-ed25519 {ED25519}", f"login ssh-ed25519 {ED25519}"]
+
+
+def test_a_broken_known_hosts_line_is_a_one_line_error_before_connecting(tmp_path: Path) -> None:
+    from atlas_sweeps.errors import ConfigError
+    from atlas_sweeps.remote import open_remote
+
+    known = tmp_path / "known_hosts"
+    known.write_text("login ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\n")  # truncated key
+    with pytest.raises(ConfigError, match=f"^{known}: not a usable known_hosts file: login ssh-ed25519 AAAA.*line"):
+        open_remote(RemoteTarget(host="127.0.0.1", port=1, known_hosts=str(known)))
 
 
 def test_host_key_messages_say_how_to_verify_and_accept() -> None:
@@ -140,20 +147,25 @@ def test_targets_from_profiles_and_mappings() -> None:
     assert (target.host, target.port, target.identity_file, target.is_local) == ("login", 2222, "~/.ssh/k", False)
 
 
-def test_ssh_config_supplies_hostname_user_port_key_and_jump() -> None:
+def test_ssh_config_supplies_hostname_user_port_keys_and_jump_hosts() -> None:
     import paramiko
 
-    from atlas_sweeps.remote.ssh import parse_jump, resolve_endpoint
+    from atlas_sweeps.remote.ssh import connection_for, hops, identity_files
 
     config = paramiko.SSHConfig.from_text(
         "Host cluster\n  HostName login.example.org\n  User alice\n  Port 2200\n"
-        "  IdentityFile /keys/id_cluster\n  IdentitiesOnly yes\n  ProxyJump bob@bastion:2222\n")
-    endpoint = resolve_endpoint(RemoteTarget(host="cluster", known_hosts="/k/known_hosts"), config)
-    assert (endpoint.hostname, endpoint.user, endpoint.port) == ("login.example.org", "alice", 2200)
-    assert endpoint.identity_files == ("/keys/id_cluster",) and endpoint.identities_only
-    assert endpoint.proxy_jump == "bob@bastion:2222" and endpoint.known_hosts == "/k/known_hosts"
-    # The profile wins over ssh_config where it says something.
-    override = resolve_endpoint(RemoteTarget(host="cluster", user="carol", port=22, identity_file="/p/key"), config)
-    assert (override.user, override.port, override.identity_files[0]) == ("carol", 22, "/p/key")
-    assert parse_jump("bob@bastion:2222") == RemoteTarget(host="bastion", port=2222, user="bob")
-    assert parse_jump("bastion") == RemoteTarget(host="bastion")
+        "  IdentityFile /keys/id_cluster\n  ProxyJump bob@bastion:2222,gw\n")
+    chain = hops(connection_for(RemoteTarget(host="cluster"), ssh_config=config))
+    assert [(c.user, c.host, c.port) for c in chain][0] == ("alice", "login.example.org", 2200)
+    assert [(c.host, c.port) for c in chain[1:]] == [("gw", 22), ("bastion", 2222)]  # jumped through in reverse
+    assert chain[2].user == "bob"
+    assert identity_files(chain[0], None) == ["/keys/id_cluster"]
+    # The profile wins over ssh_config where it says something; its key is tried before ssh_config's.
+    override = connection_for(RemoteTarget(host="cluster", user="carol", port=22), ssh_config=config)
+    assert (override.user, override.port) == ("carol", 22)
+    assert identity_files(override, "/p/key") == ["/p/key", "/keys/id_cluster"]
+    assert identity_files(chain[1], None)[0].endswith("/.ssh/id_ed25519")  # no key named: the default ones
+    unjumped = paramiko.SSHConfig.from_text("Host direct\n  ProxyJump none\nHost *\n  ProxyJump bastion\n")
+    assert hops(connection_for(RemoteTarget(host="direct"), ssh_config=unjumped)) == \
+        [connection_for(RemoteTarget(host="direct"), ssh_config=unjumped)]
+    assert hops(connection_for(RemoteTarget(host="other"), ssh_config=unjumped))[1].host == "bastion"
