@@ -137,6 +137,13 @@ class SandboxPaths:
     def user_key(self, user: str) -> Path:
         return self.keys / f"{user}_ed25519"
 
+    def passphrase_key(self, user: str) -> Path:
+        """A second key of ``user``, encrypted: for tests of ssh-agent and the passphrase prompt."""
+        return self.keys / f"{user}_ed25519_passphrase"
+
+    def key_passphrase_file(self, user: str) -> Path:
+        return self.root / f"{user}.key-passphrase"
+
     @property
     def known_hosts(self) -> Path:
         return self.root / "known_hosts"

@@ -1,4 +1,5 @@
-"""Cluster users, their SSH keys and the 2FA user's password; the login node's host key and known_hosts."""
+"""Cluster users, their SSH keys (the cluster user also has a passphrase-protected one) and the 2FA user's
+password; the login node's host key and known_hosts."""
 
 from __future__ import annotations
 
@@ -55,6 +56,28 @@ def ensure_keypair(path: Path, *, comment: str) -> bool:
     return True
 
 
+def ensure_passphrase_keypair(path: Path, passphrase_file: Path, *, comment: str) -> bool:
+    """An ed25519 key pair at ``path`` whose private half is encrypted with a random passphrase, kept 0600
+    in ``passphrase_file``; returns True when generated. Made in-process, so the passphrase is in no argv."""
+    public = path.with_name(path.name + ".pub")
+    if path.exists() and public.exists() and passphrase_file.exists():
+        return False
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    passphrase = secrets.token_urlsafe(18)
+    key = Ed25519PrivateKey.generate()
+    for target in (passphrase_file, path):
+        target.unlink(missing_ok=True)
+        target.touch(mode=0o600)
+    passphrase_file.write_text(passphrase + "\n")
+    path.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.OpenSSH,
+                                       ser.BestAvailableEncryption(passphrase.encode())))
+    openssh = key.public_key().public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH).decode()
+    public.write_text(f"{openssh} {comment}\n")
+    return True
+
+
 def public_key(path: Path) -> str:
     return path.with_name(path.name + ".pub").read_text().strip()
 
@@ -80,11 +103,14 @@ def ensure_users_and_keys(settings: SandboxSettings, paths: SandboxPaths) -> Non
     paths.keys.chmod(0o700)
     paths.authorized_keys_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     ensure_keypair(paths.host_key, comment="atlas-sweeps-sandbox-host")
+    ensure_passphrase_keypair(paths.passphrase_key(settings.user), paths.key_passphrase_file(settings.user),
+                              comment=f"{settings.user}-passphrase@atlas-sweeps-sandbox")
     for user in settings.users:
         ensure_user(user)
         ensure_keypair(paths.user_key(user), comment=f"{user}@atlas-sweeps-sandbox")
+        keys = [paths.user_key(user)] + ([paths.passphrase_key(user)] if user == settings.user else [])
         auth = paths.authorized_keys_dir / user
-        _write_if_changed(auth, public_key(paths.user_key(user)) + "\n", mode=0o644)
+        _write_if_changed(auth, "".join(public_key(key) + "\n" for key in keys), mode=0o644)
     ensure_password(settings.user_2fa, paths)
     line = known_hosts_line(port=settings.ssh_port, host_public_key=public_key(paths.host_key))
     _write_if_changed(paths.known_hosts, line, mode=0o644)

@@ -30,6 +30,8 @@ class SandboxCluster:
     port: int
     user: str
     key: Path  # private key of ``user``
+    key_passphrase: Path  # a second key of ``user``, passphrase-protected; its passphrase is in passphrase_file
+    passphrase_file: Path
     known_hosts: Path
     user_2fa: str
     key_2fa: Path
@@ -67,7 +69,8 @@ def sandbox() -> SandboxCluster:
     s, p = info.settings, info.paths
     return SandboxCluster(
         profile="sandbox", profile_2fa="sandbox-2fa", host="127.0.0.1", port=s.ssh_port, user=s.user,
-        key=p.user_key(s.user), known_hosts=p.known_hosts, user_2fa=s.user_2fa,
+        key=p.user_key(s.user), key_passphrase=p.passphrase_key(s.user),
+        passphrase_file=p.key_passphrase_file(s.user), known_hosts=p.known_hosts, user_2fa=s.user_2fa,
         key_2fa=p.user_key(s.user_2fa), password_2fa=p.password_file(s.user_2fa).read_text().strip(),
         password_file_2fa=p.password_file(s.user_2fa), sshd_log=p.log_file("sshd"), dir=p.root,
         slurm_conf=p.slurm_conf, profiles=dict(info.profiles))
