@@ -9,15 +9,79 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from atlas_sweeps.jobstate import normalize_state, parse_exit_code
+from atlas_sweeps.remote.base import MAX_LINE_BYTES
 from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_line
+
+# Longest log line shown whole; longer ones are cut (the client's line buffer is bounded just above it).
+MAX_SHOWN_BYTES = MAX_LINE_BYTES - 1024
+CUT_MARK = " [line cut]"
+
+# ``prefix LIVE`` prefixes every log line with ``L `` (``R `` when \r ended it: a progress bar's redraw), cut
+# at MAX_SHOWN_BYTES. LIVE=1 (following) passes each line on as soon as its \r or \n arrives, so a bar shows as
+# it is drawn (a \r\n comes as a redraw and an empty line: the same bytes reach the terminal); LIVE=0 (a
+# finished log) keeps only a bar's latest state. Perl reads the bytes as they come; an awk (where perl is
+# missing) can only end records at \n without waiting for the next byte (gawk holds a record back when RS is
+# a regular expression), so there a bar's redraws are split when its line ends.
+_PREFIX_PERL = r"""my ($live, $max, $cut) = @ARGV;
+$| = 1 if $live;
+my ($rest, $held, $holding, $skip) = ('', '', 0, 0);
+sub show {
+  my ($kind, $text) = @_;
+  $text = substr($text, 0, $max) . $cut if length($text) > $max;
+  if (!$live) {
+    if ($kind eq 'R') { ($held, $holding) = ($text, 1); return }
+    $text = $held if $text eq '' && $holding;
+  }
+  $holding = 0;
+  print "$kind $text\n";
+}
+while (sysread(STDIN, my $chunk, 65536)) {
+  my @parts = split /([\r\n])/, $rest . $chunk, -1;
+  $rest = pop @parts;
+  while (@parts) {
+    my ($text, $end) = splice(@parts, 0, 2);
+    if ($skip) { $skip = 0; next }
+    show($end eq "\r" ? 'R' : 'L', $text);
+  }
+  if (length($rest) > $max) { show('L', $rest) unless $skip; ($rest, $skip) = ('', 1) }
+}
+show('L', $rest) if length($rest) && !$skip;
+print "R $held\n" if $holding;"""
+_PREFIX_AWK = r"""function show(kind, text) {
+  if (length(text) > max) text = substr(text, 1, max) cut
+  if (!live) {
+    if (kind == "R") { held = text; holding = 1; return }
+    if (text == "" && holding) text = held
+  }
+  holding = 0
+  print kind " " text
+}
+{
+  sub(/\r$/, "")
+  n = split($0, part, "\r")
+  for (i = 1; i < n; i++) show("R", part[i])
+  show("L", n ? part[n] : "")
+  if (live) fflush()
+}
+END { if (holding) print "R " held }"""
+PREFIX_FUNCTION = (
+    "prefix() { if command -v perl >/dev/null 2>&1; then "
+    f"perl -e {shlex.quote(_PREFIX_PERL)} \"$1\" {MAX_SHOWN_BYTES} {shlex.quote(CUT_MARK)}; "
+    # mawk reads a pipe in blocks unless told otherwise: lines would wait for the next ones.
+    "else flags=''; case \"$(awk -W version 2>&1 </dev/null)\" in *mawk*) flags='-W interactive' ;; esac; "
+    f"awk $flags -v live=\"$1\" -v max={MAX_SHOWN_BYTES} -v cut={shlex.quote(CUT_MARK)} {shlex.quote(_PREFIX_AWK)}; "
+    "fi; }"
+)
 
 
 @dataclass(frozen=True)
 class TailEvent:
-    """One thing the tail script said: a log ``line``, a ``state`` change, the ``final`` state, ``missing``."""
+    """One thing the tail script said: a log ``line`` (``end`` is how it ended: ``\\n``, or ``\\r`` for a
+    progress bar's redraw), a ``state`` change, the ``final`` state, ``missing``."""
 
     kind: str
     text: str = ""
+    end: str = "\n"
     state: str = ""
     reason: str = ""
     exit_code: int | None = None
@@ -33,7 +97,7 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         # scontrol prints "Job 12_3 not found" on stdout for a task that left slurmctld: only JobId= lines count.
         "info() { scontrol -o show job \"$id\" 2>/dev/null | grep -m 1 '^JobId='; }",
         "field() { printf '%s\\n' \"$1\" | tr ' ' '\\n' | sed -n \"s/^$2=//p\" | head -n 1; }",
-        "prefix() { awk '{ print \"L \" $0; fflush() }'; }",
+        PREFIX_FUNCTION,
         'tailpid=""; last=""',
         "stop_tail() { if [ -n \"$tailpid\" ]; then sleep 1; kill \"$tailpid\" 2>/dev/null; wait \"$tailpid\" 2>/dev/null; sleep 0.2; fi; }",
         "while :; do",
@@ -45,7 +109,7 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         '      if [ -n "$last" ]; then emit final "UNKNOWN||"; else emit missing "$id"; fi; exit 0',
         '    fi',
         '    stop_tail',
-        '    if [ -z "$tailpid" ] && [ -n "$file" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix; fi',
+        '    if [ -z "$tailpid" ] && [ -n "$file" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix 0; fi',
         '    emit final "${acct%%|*}||${acct#*|}"; exit 0',
         '  fi',
         '  [ -n "$file" ] || file=$(field "$line" ' + field + ')',
@@ -54,11 +118,11 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         '  case "$st" in',
         '    PENDING|REQUEUED|REQUEUE_HOLD|REQUEUE_FED|RESV_DEL_HOLD) sleep "$every"; continue ;;',
         '    RUNNING|CONFIGURING|COMPLETING|SUSPENDED|STOPPED|SIGNALING|STAGE_OUT|RESIZING)',
-        '      if [ -z "$tailpid" ]; then tail -n "$n" -F -- "$file" 2>/dev/null > >(prefix) & tailpid=$!; fi',
+        '      if [ -z "$tailpid" ]; then tail -n "$n" -F -- "$file" 2>/dev/null > >(prefix 1) & tailpid=$!; fi',
         '      sleep "$every"; continue ;;',
         '  esac',
         '  stop_tail',
-        '  if [ -z "$tailpid" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix; fi',
+        '  if [ -z "$tailpid" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix 0; fi',
         '  emit final "$st|$reason|$(field "$line" ExitCode)"; exit 0',
         "done",
     ]) + "\n"
@@ -66,10 +130,8 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
 
 def parse_tail_line(line: str) -> TailEvent | None:
     """The event one stdout line of ``tail_script`` carries."""
-    if line.startswith("L "):
-        return TailEvent(kind="line", text=line[2:])
-    if line == "L":
-        return TailEvent(kind="line", text="")
+    if line[:1] in ("L", "R") and line[1:2] in (" ", ""):
+        return TailEvent(kind="line", text=line[2:], end="\r" if line[0] == "R" else "\n")
     fact = parse_line(line)
     if fact is None:
         return None
@@ -107,7 +169,6 @@ def follow(remote: object, script: str, *, on_event: Callable[[TailEvent], None]
 
     remote.stream_script(script, on_stdout=on_stdout, stop=stop)  # type: ignore[attr-defined]
     return result[-1] if result else None
-
 
 
 def cancelled_note(slurm_id: str, *, state: str, start: str) -> str | None:

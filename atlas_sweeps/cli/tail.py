@@ -74,12 +74,25 @@ def tail(job: str, stderr: bool, lines: int, cluster: str | None, accept_new_hos
             raise UsageError(f"job {job} is not in the state database, so it is looked up on a cluster: "
                              f"{exc.message}", hint=exc.hint) from None
     err = console.err()
+    redrawing = False  # the last log line ended with \r (a progress bar): end it before printing anything else
+
+    def end_redraw() -> None:
+        nonlocal redrawing
+        if redrawing:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            redrawing = False
 
     def on_event(event) -> None:  # type: ignore[no-untyped-def]
+        nonlocal redrawing
         if event.kind == "line":
-            sys.stdout.write(event.text + "\n")
+            # A redraw ends with \r, as the program wrote it: a terminal shows the bar's latest state.
+            sys.stdout.write(event.text + event.end)
             sys.stdout.flush()
-        elif event.kind == "state":
+            redrawing = event.end == "\r"
+            return
+        end_redraw()
+        if event.kind == "state":
             why = f" ({event.reason})" if event.reason else ""
             waiting = "; waiting for it to start" if event.state == "PENDING" else ""
             err.print(f"[dim]job {slurm_id} is {event.state}{why}{waiting}[/]", highlight=False)
@@ -90,10 +103,12 @@ def tail(job: str, stderr: bool, lines: int, cluster: str | None, accept_new_hos
                                            interval=max(STATUS_INTERVAL_FLOOR, min(profile.status_interval, 5.0))),
                        on_event=on_event)
     except KeyboardInterrupt:
+        end_redraw()
         err.print("stopped")
         sys.exit(130)
     finally:
         remote.close()
+    end_redraw()
     if final is None:
         from atlas_sweeps.errors import RemoteError
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -127,7 +128,6 @@ def test_cancel_of_a_wandb_launch_stops_its_sweeps_and_agents(wandb_ws: WandbWor
     assert states and all(v.startswith("CANCELLED") for k, v in states.items()), states
 
 
-
 def test_a_cancelled_pending_task_ends_cancelled_and_tail_says_it_never_started(sandbox, tmp_path: Path) -> None:
     """Issue 10: a task cancelled while pending leaves squeue at once and sacct has no record of it; status
     shows it CANCELLED (not pending for good), --wait ends, and tail says why there is no log."""
@@ -163,3 +163,28 @@ def test_cancel_of_an_absurd_task_range_is_refused_in_one_line(launch: dict) -> 
     assert out.returncode == 2, out.stderr
     assert "beyond the largest Slurm allows" in out.stderr and len(out.stderr.strip().splitlines()) <= 2
     assert "MemoryError" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tail_shows_a_progress_bar_as_it_is_drawn_and_a_finished_one_as_its_last_state(sandbox, tmp_path: Path) -> None:
+    """Issue 9: a bar drawn with carriage returns (as tqdm does) reaches the terminal redraw by redraw while
+    the job runs, each ending with \\r as the program wrote it; tail of the finished log shows its last state."""
+    bar = "for i in $(seq 0 100); do printf '\\r%d%%' $i; sleep 0.03; done"
+    job = f"printf 'start\\n'; sleep 4; {bar}; printf '\\n'; printf 'done\\n'"
+    submitted = subprocess.run(sandbox.ssh_argv(f"sbatch --parsable --output=tail-bar-%j.out --wrap {shlex.quote(job)}"),
+                               capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().split(";")[0]
+    env = {**os.environ, "ATLAS_SWEEPS_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1"}
+    tail = [CLI, "tail", job_id, "--cluster", sandbox.profile, "-n", "10"]
+    try:
+        followed = subprocess.run(tail, cwd=DATA, env=env, capture_output=True, timeout=120)
+        assert followed.returncode == 0, followed.stderr
+        start, drawn, done, rest = followed.stdout.decode().split("\n")
+        assert (start, done, rest) == ("start", "done", "")
+        states = drawn.split("\r")
+        assert states[-1] == "100%" and len(states) > 20 and "\r50%\r" in drawn  # redraws passed on as drawn
+        finished = subprocess.run(tail, cwd=DATA, env=env, capture_output=True, timeout=120)
+        assert finished.returncode == 0, finished.stderr
+        assert finished.stdout == b"start\n100%\ndone\n"
+    finally:
+        subprocess.run(sandbox.ssh_argv(f"rm -f tail-bar-{job_id}.out"), capture_output=True, timeout=60)
