@@ -3,10 +3,11 @@ its tasks read, and one submission per array chunk."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from atlas_sweeps.backends.base import CreatedSweep, SweepBackend
-from atlas_sweeps.layout import LaunchLayout
+from atlas_sweeps.layout import EXIT_STREAM, LaunchLayout
 from atlas_sweeps.plan import PlannedSweep
 from atlas_sweeps.profile import Profile
 from atlas_sweeps.render import ScriptContext, Template, render_script
@@ -57,6 +58,21 @@ def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, back
     return env
 
 
+def exit_record(log_dir: str, *, finish: str = "") -> tuple[str, ...]:
+    """Bash lines that write the task's exit code to ``<log_dir>/<array id>_<task>.exit`` as its script exits
+    (after the backend's ``atlas_finish``, which may change it), for clusters where sacct cannot tell."""
+    target = f'{shlex.quote(log_dir)}/"${{SLURM_ARRAY_JOB_ID:-0}}_${{SLURM_ARRAY_TASK_ID:-0}}.{EXIT_STREAM}"'
+    call = 'atlas_finish "$code"; code=$?; ' if finish else ""
+    return (
+        f"atlas_exit_file={target}",
+        'rm -f -- "$atlas_exit_file"  # a requeued task starts without its last exit code',
+        *([finish] if finish else []),
+        f'atlas_exit() {{ local code=$?; set +e; {call}printf \'%s\\n\' "$code" > "$atlas_exit_file" 2>/dev/null; '
+        'exit "$code"; }',
+        "trap atlas_exit EXIT",
+    )
+
+
 def prepare_sweep(sweep: PlannedSweep, created: CreatedSweep, *, backend: SweepBackend, profile: Profile,
                   layout: LaunchLayout, template: Template, launch_id: str, project: str,
                   entity: str | None, max_array_size: int) -> PreparedSweep:
@@ -67,7 +83,9 @@ def prepare_sweep(sweep: PlannedSweep, created: CreatedSweep, *, backend: SweepB
     context = ScriptContext(
         launch_id=launch_id, sweep_name=sweep.name, backend=backend.name,
         directives=tuple(profile.slurm.directives()), setup=profile.setup, env=env,
-        snapshot=layout.snapshot, run_preamble=job.preamble, run_command=job.command,
+        snapshot=layout.snapshot,
+        run_preamble=exit_record(layout.log_dir(sweep.name), finish=job.finish) + job.preamble,
+        run_command=job.command,
     )
     script_path = layout.script(sweep.name)
     chunks = split_array(job.tasks, max_array_size=max_array_size, throttle=job.throttle)

@@ -203,7 +203,7 @@ class TaskState:
     exit_code: int | None = None
     start: str = ""
     end: str = ""
-    source: str = "squeue"  # squeue, sacct, last-seen, scancel, none
+    source: str = "squeue"  # squeue, sacct, exit-file, last-seen, scancel, none
 
     @property
     def slurm_id(self) -> str:
@@ -253,11 +253,16 @@ def parse_squeue(text: str, *, job_ids: Iterable[str] | None = None) -> list[Tas
         except ValueError:
             continue
         norm = normalize_state(state)
+        # The array's original record (JobID equal to the array id) reports the largest exit code of the
+        # array's tasks so far, not its own task's: only COMPLETED (exit 0) can be read off it.
+        exit_code = _final_code(norm, code, wait_status=True)
+        if raw_id == array_job and norm != "COMPLETED":
+            exit_code = None
         for task in tasks if tasks is not None else (0,):
             out.append(TaskState(
                 job_id=array_job, task=task, state=norm, reason=_clean(reason) if norm != "COMPLETED" else "", node=_clean(node),
                 elapsed=parse_duration(used), time_limit=parse_duration(limit),
-                exit_code=_final_code(norm, code, wait_status=True),
+                exit_code=exit_code,
                 start=_clean(start), end=_clean(end) if is_terminal(norm) else "", source="squeue"))
     return out
 
@@ -274,7 +279,8 @@ def sacct_command(*, ids_expr: str, start_expr: str) -> str:
 def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[TaskState]:
     """Tasks in ``sacct_command``'s output. A record of one task beats the array's pending-remainder record
     (``1_[2,4-5%1]``, which lags behind the tasks split off it), which beats a record without a task id;
-    among equals a later record (e.g. after a requeue) wins."""
+    among equals a later record (e.g. after a requeue) wins. Only a record of one task gives an exit code,
+    and a final record without a task id (the original record, its task not yet written) is left out."""
     wanted = set(job_ids) if job_ids is not None else None
     found: dict[tuple[str, int], TaskState] = {}
     rank: dict[tuple[str, int], int] = {}
@@ -291,6 +297,8 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
             continue
         norm = normalize_state(state)
         level = 0 if parsed.spans is None else 2 if parsed.task is not None else 1
+        if level == 0 and is_terminal(norm):
+            continue  # the array's original record before its task id is known: which task ended is not said
         for task in parsed.tasks if parsed.tasks is not None else (0,):
             key = (parsed.job_id, task)
             if rank.get(key, -1) > level:
@@ -299,7 +307,7 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
             found[key] = TaskState(
                 job_id=parsed.job_id, task=task, state=norm, reason=_clean(reason) if norm != "COMPLETED" else "", node=_clean(node),
                 elapsed=parse_duration(elapsed), time_limit=parse_duration(limit),
-                exit_code=_final_code(norm, code),
+                exit_code=_final_code(norm, code) if level == 2 else None,  # a record of several tasks: not theirs
                 start=_clean(start), end=_clean(end) if is_terminal(norm) else "", source="sacct")
     return list(found.values())
 
@@ -310,14 +318,24 @@ def accounting_missing(sacct_stderr: str) -> bool:
     return "accounting storage is disabled" in text or "slurmdbd" in text and "not" in text and "configured" in text
 
 
+# ``source`` of a state read off the exit-code file the task's script wrote (``jobs.exit_record``).
+EXIT_FILE_SOURCE = "exit-file"
+
+
 def merge_tasks(*, arrays: Mapping[str, int], squeue: Iterable[TaskState], sacct: Iterable[TaskState],
-                last_seen: Iterable[TaskState]) -> dict[tuple[str, int], TaskState]:
+                last_seen: Iterable[TaskState], exit_codes: Mapping[tuple[str, int], int] | None = None,
+                accounting: bool | None = None, queried: Iterable[str] = ()) -> dict[tuple[str, int], TaskState]:
     """One state per task of ``arrays`` (array job id → task count): squeue first (it is live), then sacct
-    for tasks that left squeue (and for exit codes squeue lacks), then the last state seen, else UNKNOWN.
-    A cancel recorded by ``cancel`` beats a sacct state that is not final (a stale pending-remainder record)."""
+    for tasks that left squeue, then the exit code the task's script wrote, then the last state seen, else
+    UNKNOWN. A final state's exit code comes from the task's exit-code file, else its own sacct record, else
+    squeue. A cancel recorded by ``cancel`` beats a sacct state that is not final (a stale pending-remainder
+    record). Without accounting, a task of a ``queried`` array that left squeue with no exit code written
+    (killed before its script could write it) has ended, how is not known: UNKNOWN, last seen."""
     live = {(t.job_id, t.task): t for t in squeue}
     acct = {(t.job_id, t.task): t for t in sacct}
     seen = {(t.job_id, t.task): t for t in last_seen}
+    codes = exit_codes or {}
+    asked = set(queried)
     out: dict[tuple[str, int], TaskState] = {}
     for job_id, count in arrays.items():
         for task in range(count):
@@ -325,13 +343,25 @@ def merge_tasks(*, arrays: Mapping[str, int], squeue: Iterable[TaskState], sacct
             cancelled = key in seen and seen[key].source == CANCEL_SOURCE
             if key in live:
                 state = live[key]
-                if is_terminal(state.state) and key in acct and acct[key].exit_code is not None:
-                    state = replace(state, exit_code=consistent_exit_code(state.state, acct[key].exit_code))
             elif key in acct and (is_terminal(acct[key].state) or not cancelled):
                 state = acct[key]
-            elif key in seen:  # a final state stays what it was; a live one is now only "last seen"
-                state = seen[key] if is_terminal(seen[key].state) else replace(seen[key], source="last-seen")
+            elif key in codes:  # the script ran to its end: that beats a cancel recorded after it
+                code = codes[key]
+                state = TaskState(job_id=job_id, task=task, state="COMPLETED" if code == 0 else "FAILED",
+                                  reason="" if code == 0 else "NonZeroExitCode", exit_code=code,
+                                  source=EXIT_FILE_SOURCE)
+            elif key in seen and is_terminal(seen[key].state):
+                state = seen[key]  # a final state stays what it was
+            elif key in seen and accounting is False and job_id in asked:
+                state = replace(seen[key], state="UNKNOWN", reason=f"ended unseen (last seen {seen[key].state})",
+                                source="last-seen")
+            elif key in seen:  # a live one is now only "last seen"
+                state = replace(seen[key], source="last-seen")
             else:
                 state = TaskState(job_id=job_id, task=task, state="UNKNOWN", source="none")
+            if is_terminal(state.state) and state.source != EXIT_FILE_SOURCE:
+                code = codes.get(key, acct[key].exit_code if key in acct and state is not acct[key] else None)
+                if code is not None:
+                    state = replace(state, exit_code=consistent_exit_code(state.state, code))
             out[key] = state
     return out

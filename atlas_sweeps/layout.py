@@ -2,13 +2,15 @@
 
     snapshots/<launch>/            the code, read-only (hard links to the previous snapshot where unchanged)
     launches/<launch>/<sweep>/     job.sbatch and, for the local backend, runs/<task>.args
-    logs/<launch>/<sweep>/         %A_%a.out and %A_%a.err
+    logs/<launch>/<sweep>/         %A_%a.out and %A_%a.err, and %A_%a.exit: the task's exit code, written
+                                   by its script as it exits (what status reads where sacct cannot tell)
     wandb/<launch>/<sweep>/        WANDB_DIR: run files stay outside the shared snapshot
 """
 
 from __future__ import annotations
 
 import getpass
+import posixpath
 from dataclasses import dataclass
 
 
@@ -54,6 +56,14 @@ class LaunchLayout:
     def log_pattern(self, sweep: str, stream: str) -> str:
         """The ``--output``/``--error`` pattern; ``%A_%a`` is the array job and task id."""
         return f"{self.log_dir(sweep)}/%A_%a.{stream}"
+
+
+EXIT_STREAM = "exit"
+
+
+def exit_files(output_pattern: str, *, job_id: str) -> tuple[str, str]:
+    """``(directory, glob)`` of the exit-code files of array ``job_id`` whose ``--output`` is ``output_pattern``."""
+    return posixpath.dirname(output_pattern), f"{job_id}_*.{EXIT_STREAM}"
 
 
 def log_path(pattern: str, *, job_id: str, task: int | None) -> str:

@@ -31,6 +31,7 @@ from atlas_sweeps.jobstate import (
     sacct_command,
     squeue_command,
 )
+from atlas_sweeps.layout import exit_files
 from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.state import (
     JobRecord,
@@ -67,6 +68,7 @@ class PollResult:
     accounting: bool | None  # None: sacct was not needed this time
     log_lines: dict[tuple[str, int], str]
     sacct_error: str | None = None
+    exit_codes: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def poll_script(arrays: list[ArrayQuery]) -> str:
@@ -108,6 +110,9 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         f"| head -n {MAX_LOG_TASKS} | while read -r aj t raw; do lastline \"$aj\" \"$t\" \"$raw\"; done",
         *(f"lastline {a.job_id} {t} {a.job_id}_{t}" for a in arrays if a.job_id.isdigit()
           for t in a.recheck[:MAX_LOG_TASKS]),
+        # The exit codes the tasks' scripts wrote as they exited: "<array>_<task>.exit:<code>" lines.
+        *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} /dev/null)"'
+          for a in arrays if a.job_id.isdigit() for d, g in [exit_files(a.output, job_id=a.job_id)]),
         'rm -f "$errf"',
         "emit done ok",
     ]
@@ -139,11 +144,14 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     facts = parse_facts(stdout)
     values: dict[str, str] = {}
     logs: dict[tuple[str, int], str] = {}
+    exit_codes: dict[tuple[str, int], int] = {}
     for key, value in facts:
         if key.startswith("log:"):
             job, _, task = key[4:].partition("_")
             if task.isdigit():
                 logs[(job, int(task))] = value
+        elif key.startswith("exits:"):
+            exit_codes.update(parse_exit_files(value, job_id=key[6:]))
         else:
             values[key] = value
     if "squeue_error" in values:
@@ -165,7 +173,19 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
         else:
             sacct_error = " ".join(values["sacct_error"].split())
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
-                      accounting=accounting, log_lines=logs, sacct_error=sacct_error)
+                      accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes)
+
+
+def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:
+    """``grep``'s ``<array>_<task>.exit:<code>`` lines of one array's exit-code files (see ``jobs.exit_record``)."""
+    codes: dict[tuple[str, int], int] = {}
+    for line in text.splitlines():
+        name, _, code = line.partition(":")
+        stem = name.rsplit("/", 1)[-1].removesuffix(".exit")
+        array, _, task = stem.partition("_")
+        if array == job_id and task.isdigit() and code.strip().isdigit():
+            codes[(job_id, int(task))] = int(code.strip())
+    return codes
 
 
 # -- the model ---------------------------------------------------------------------------------------------
@@ -410,14 +430,17 @@ class Poller:
             prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
             states = merge_tasks(arrays={j.job_id: j.task_count for j in jobs}, squeue=result.squeue,
-                                 sacct=result.sacct, last_seen=[_seen_to_state(s) for s in seen.values()])
+                                 sacct=result.sacct, last_seen=[_seen_to_state(s) for s in seen.values()],
+                                 exit_codes=result.exit_codes, accounting=accounting,
+                                 queried={a.job_id for a in arrays})
             logs = {key: s.log_line for key, s in seen.items() if s.log_line}
             logs.update({k: v for k, v in result.log_lines.items() if v})
             self.db.save_task_states(rec.id, [_to_seen(rec.id, st, logs.get(key, ""), now)
                                                for key, st in states.items()], polled=now, accounting=accounting)
             notes = []
             if accounting is False and any(s.source == "last-seen" for s in states.values()):
-                notes.append("no accounting (sacct) on this cluster: finished jobs keep the last state seen")
+                notes.append("no accounting (sacct) on this cluster: a job that ended without writing its exit code "
+                             "(killed) is UNKNOWN, last seen as it was")
             if result.sacct_error:
                 notes.append(f"sacct failed: {result.sacct_error}")
             wandb, werr = self._wandb(rec)

@@ -21,7 +21,8 @@ class CreatedSweep:
 class JobCommand:
     """What one sweep's job array runs: ``tasks`` array tasks, at most ``throttle`` at once, each running
     ``preamble`` then ``command`` (already shell-quoted) in the snapshot; ``files`` (remote path → bytes)
-    are written before submission."""
+    are written before submission. ``finish``, when set, defines the bash function ``atlas_finish CODE``,
+    called as the script exits with its exit code and returning the job's own."""
 
     tasks: int
     throttle: int
@@ -29,6 +30,7 @@ class JobCommand:
     command: str
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    finish: str = ""
 
 
 @dataclass(frozen=True)

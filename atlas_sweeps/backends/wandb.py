@@ -46,10 +46,11 @@ with open(log, "a") as fh:
 sys.exit(code)
 """
 
-# Runs when the job script exits: the agent's own failure wins; else the last failed run's exit code.
+# Called with the job script's exit code when it exits (``JobCommand.finish``): the agent's own failure wins;
+# else the last failed run's exit code. Returns the job's exit code.
 _FINISH_FUNCTION = """\
 atlas_finish() {
-  local code=$? failed="" total=0
+  local code=$1 failed="" total=0
   if [ -n "${atlas_bin:-}" ] && [ -f "$atlas_bin/exit-codes" ]; then
     total=$(wc -l < "$atlas_bin/exit-codes")
     failed=$(awk '$2 != 0 {n++; c=$2} END {if (n) print n, c}' "$atlas_bin/exit-codes")
@@ -58,10 +59,10 @@ atlas_finish() {
   if [ "$code" -eq 0 ] && [ -n "$failed" ]; then
     set -- $failed
     echo "atlas-sweeps: $1 of $total run(s) failed (last exit code $2); the job fails with it" >&2
-    exit "$2"
+    return "$2"
   fi
   echo "atlas-sweeps: wandb agent exited with $code after $total run(s)" >&2
-  exit "$code"
+  return "$code"
 }"""
 
 
@@ -170,9 +171,7 @@ class WandbBackend:
             'if [ -z "${WANDB_TAGS:-}" ]; then unset WANDB_TAGS; fi  # wandb rejects an empty tag list',
             'atlas_task=$(( ${ATLAS_TASK_OFFSET:-0} + ${SLURM_ARRAY_TASK_ID:-0} ))',
             f"atlas_count=$(( {base} + (atlas_task < {extra} ? 1 : 0) ))",
-            _FINISH_FUNCTION,
             "atlas_bin=$(mktemp -d \"${TMPDIR:-/tmp}/atlas-sweeps.XXXXXX\")",
-            "trap atlas_finish EXIT",
             # The interpreter the agent's runs will find: inside the container when the profile wraps one.
             (f"atlas_python=$({wrap} sh -c 'command -v python || command -v python3' 2>/dev/null || true)" if wrap
              else "atlas_python=$(command -v python || command -v python3 || true)"),
@@ -189,7 +188,7 @@ class WandbBackend:
         return JobCommand(tasks=tasks, throttle=tasks, preamble=preamble,
                           command=f"{wrap} {agent}" if wrap else agent,
                           env={"WANDB_BASE_URL": self.base_url},
-                          files={wrapper: WRAPPER_SOURCE.encode()})
+                          files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION)
 
 
 _STOP_MUTATION = """

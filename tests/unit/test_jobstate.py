@@ -45,7 +45,7 @@ SACCT = """\
 3_0|6|FAILED|3:0|00:00:01|00:10:00|2026-11-28T07:06:58|2026-11-28T07:06:59|vm|None
 3_1|7|CANCELLED by 1003|0:0|00:00:00|00:10:00|None|2026-11-28T07:08:36|None assigned|None
 20_[2-3,5%1]|20|CANCELLED by 1003|0:0|00:00:00|UNLIMITED|None|2026-11-28T07:08:36|None assigned|None
-22|22|OUT_OF_MEMORY|0:125|00:01:00||2026-11-28T07:08:36|2026-11-28T07:09:36|vm|None
+22_0|22|OUT_OF_MEMORY|0:125|00:01:00||2026-11-28T07:08:36|2026-11-28T07:09:36|vm|None
 """
 
 
@@ -255,3 +255,49 @@ def test_a_record_without_task_id_never_overrides_a_tasks_own_record() -> None:
     live = parse_squeue("537|0|538|COMPLETED|None|vm|0:09|10:00|x|y|0\n", job_ids=["537"])
     merged = merge_tasks(arrays={"537": 4}, squeue=live, sacct=parse_sacct(text), last_seen=[])
     assert (merged[("537", 0)].state, merged[("537", 0)].exit_code) == ("COMPLETED", 0)
+
+
+# -- exit codes that belong to their task (issue 10; CI failure of 2026-12-02) ---------------------------------
+# Recorded on the sandbox (22.05): array 112 = 0-3, task 0 exited 3 (split off as job 113); squeue's lines.
+SQUEUE_FIRST_TASK_FAILED = """\
+112|3|112|COMPLETED|None|vm|0:02|10:00|x|y|0
+112|2|115|COMPLETED|None|vm|0:02|10:00|x|y|0
+112|1|114|COMPLETED|None|vm|0:02|10:00|x|y|0
+112|0|113|FAILED|NonZeroExitCode|vm|0:02|10:00|x|y|768
+"""
+
+
+def test_an_array_wide_sacct_record_never_gives_a_task_its_exit_code() -> None:
+    live = parse_squeue(SQUEUE_FIRST_TASK_FAILED, job_ids=["112"])
+    # While the original record's task id is not yet written, sacct lists it without one ("112"), with the
+    # code of the task it ran (3, completed). Read as task 0 it made task 0's exit code "0", then unknown.
+    lagging = parse_sacct("112|112|COMPLETED|0:0|00:00:02|00:10:00|x|y|vm|None\n"
+                          "112_[1-2]|112|PENDING|0:0|00:00:00|00:10:00|x|y|vm|None\n", job_ids=["112"])
+    assert all(t.exit_code is None for t in lagging)
+    merged = merge_tasks(arrays={"112": 4}, squeue=live, sacct=lagging, last_seen=[])
+    assert [(merged[("112", t)].state, merged[("112", t)].exit_code) for t in range(4)] == \
+        [("FAILED", 3), ("COMPLETED", 0), ("COMPLETED", 0), ("COMPLETED", 0)]
+
+
+def test_squeues_original_record_gives_no_exit_code_but_completed_and_the_exit_file_does() -> None:
+    # The original record (JobID = array id) carries the array's largest exit code, not its task's.
+    (master,) = parse_squeue("40|3|40|FAILED|NonZeroExitCode|vm|0:02|10:00|x|y|1280\n", job_ids=["40"])
+    assert (master.state, master.exit_code) == ("FAILED", None)
+    (done,) = parse_squeue("40|3|40|COMPLETED|None|vm|0:02|10:00|x|y|1280\n", job_ids=["40"])
+    assert done.exit_code == 0
+    merged = merge_tasks(arrays={"40": 4}, squeue=[master], sacct=[], last_seen=[], exit_codes={("40", 3): 2})
+    assert (merged[("40", 3)].state, merged[("40", 3)].exit_code, merged[("40", 3)].source) == ("FAILED", 2, "squeue")
+
+
+def test_without_accounting_tasks_that_left_squeue_end_with_the_code_their_script_wrote() -> None:
+    seen = [TaskState("5", t, "RUNNING") for t in range(4)]
+    merged = merge_tasks(arrays={"5": 4}, squeue=[], sacct=[], last_seen=seen, accounting=False, queried={"5"},
+                         exit_codes={("5", 0): 0, ("5", 1): 3, ("5", 2): 0})
+    assert [(merged[("5", t)].state, merged[("5", t)].exit_code, merged[("5", t)].source) for t in range(3)] == \
+        [("COMPLETED", 0, "exit-file"), ("FAILED", 3, "exit-file"), ("COMPLETED", 0, "exit-file")]
+    # Task 3 left squeue without writing one (killed): it has ended, how is not known.
+    assert (merged[("5", 3)].state, merged[("5", 3)].source) == ("UNKNOWN", "last-seen")
+    assert "last seen RUNNING" in merged[("5", 3)].reason
+    # With accounting, absence from squeue and sacct is only lag: the task stays as last seen.
+    lagging = merge_tasks(arrays={"5": 4}, squeue=[], sacct=[], last_seen=seen, accounting=True, queried={"5"})
+    assert {t.state for t in lagging.values()} == {"RUNNING"}

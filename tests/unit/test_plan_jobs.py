@@ -128,3 +128,22 @@ def test_envvar_and_args_json_file_resolve_on_the_compute_node(tmp_path: Path) -
         json_file = f"{layout.args_dir(sweep.name)}/{task}.json"
         assert out == ["/usr/bin/env", "python", "prog.py", "--cfg", json_file, f"--home={node_home}", "NOT_SET_X"]
         assert json.loads(Path(json_file).read_text()) == {"lr": lr}
+
+
+@pytest.mark.parametrize(("finish", "program_exit", "recorded"), [
+    ("", 0, 0), ("", 3, 3),
+    ('atlas_finish() { [ "$1" -eq 0 ] && return 7; return "$1"; }', 0, 7),  # the backend may change it
+])
+def test_a_jobs_script_writes_its_exit_code_as_it_exits(tmp_path: Path, finish: str, program_exit: int,
+                                                          recorded: int) -> None:
+    from atlas_sweeps.jobs import exit_record
+
+    log_dir = tmp_path / "logs $(touch pwned)"
+    log_dir.mkdir()
+    script = "\n".join(["set -eo pipefail", "set -u", *exit_record(str(log_dir), finish=finish),
+                        f"python3 -c 'import sys; sys.exit({program_exit})'", "echo never-after-a-failure"])
+    env = {"PATH": "/usr/bin:/bin", "SLURM_ARRAY_JOB_ID": "41", "SLURM_ARRAY_TASK_ID": "2"}
+    (log_dir / "41_2.exit").write_text("stale\n")
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
+    assert out.returncode == recorded
+    assert (log_dir / "41_2.exit").read_text() == f"{recorded}\n" and not (tmp_path / "pwned").exists()

@@ -293,3 +293,26 @@ def test_tail_of_a_task_slurmctld_no_longer_lists_is_missing_not_unknown(tmp_pat
                          capture_output=True, text=True, timeout=30, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
     events = [e for e in map(parse_tail_line, out.splitlines()) if e is not None]
     assert [e.kind for e in events] == ["missing"]
+
+
+def test_the_poll_reads_the_exit_codes_the_tasks_wrote(tmp_path: Path) -> None:
+    """Issue 15: without accounting, the exit-code files are what tells how a task that left squeue ended."""
+    from atlas_sweeps.status import parse_exit_files
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name, body in {"squeue": "exit 0", "sacct": "echo 'accounting storage is disabled' >&2; exit 1"}.items():
+        (bindir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bindir / name).chmod(0o755)
+    logs = tmp_path / "logs dir"
+    logs.mkdir()
+    (logs / "7_0.exit").write_text("0\n")
+    (logs / "7_1.exit").write_text("3\n")
+    (logs / "8_0.exit").write_text("9\n")  # another array's
+    script = poll_script([ArrayQuery(job_id="7", job_name="atlas-l-s", task_count=3,
+                                     output=f"{logs}/%A_%a.out", submitted=time.time())])
+    out = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, check=True,
+                         env={"PATH": f"{bindir}:/usr/bin:/bin"}).stdout
+    result = parse_poll(out, job_ids=["7"])
+    assert result.exit_codes == {("7", 0): 0, ("7", 1): 3} and result.accounting is False
+    assert parse_exit_files("7_2.exit:\n7_x.exit:1\n../7_3.exit:4\n8_1.exit:1\n", job_id="7") == {("7", 3): 4}
