@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from atlas_sweeps.profile import load_profile
+from atlas_sweeps.config.profile import load_profile
 from atlas_sweeps.remote import open_remote
 from atlas_sweeps.remote.snapshot import sync_snapshot
 

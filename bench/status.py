@@ -44,10 +44,10 @@ def _launch(tmp: Path, runs: int, state: Path) -> tuple[str, str]:
 
 def remote_calls(runs: int, tmp: Path) -> tuple[float, float]:
     """Remote calls per refresh and seconds per refresh over three refreshes of a launch of ``runs`` tasks."""
-    from atlas_sweeps.profile import load_profile
+    from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.remote import open_remote
-    from atlas_sweeps.state import StateDB
-    from atlas_sweeps.status import Poller
+    from atlas_sweeps.state.store import StateDB
+    from atlas_sweeps.status.poller import Poller
 
     state = tmp / f"state{runs}"
     launch_id, _ = _launch(tmp, runs, state)
@@ -78,10 +78,10 @@ def parse_render(tasks: int) -> dict[str, float]:
     """Seconds to parse, merge, and render ``tasks`` array tasks (half running/pending in squeue, half done
     in sacct), as ``--once`` (every row: the plain renderer it uses above PLAIN_ROWS, and rich's Table for
     comparison) and live (40 rows)."""
-    from atlas_sweeps.jobstate import merge_tasks, parse_sacct, parse_squeue
-    from atlas_sweeps.state import JobRecord, LaunchRecord, SweepRecord
-    from atlas_sweeps.status import StatusSnapshot, build_launch_status
-    from atlas_sweeps.status_view import render_status, status_document
+    from atlas_sweeps.slurm.jobstate import merge_tasks, parse_sacct, parse_squeue
+    from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
+    from atlas_sweeps.status.poller import StatusSnapshot, build_launch_status
+    from atlas_sweeps.status.view import render_status, status_document
 
     job = "5000"
     half = tasks // 2

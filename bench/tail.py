@@ -38,8 +38,8 @@ def timed(action: Callable[[], int]) -> tuple[float, int]:
 
 def stream_rows(remote: object, where: str, workdir: str) -> list[tuple[str, str, float, int]]:
     """(transport, what, seconds, lines seen) for each kind of output, raw and through tail's filter."""
-    from atlas_sweeps.remote_protocol import EMIT_FUNCTION
-    from atlas_sweeps.tail import PREFIX_FUNCTION, follow
+    from atlas_sweeps.remote.protocol import EMIT_FUNCTION
+    from atlas_sweeps.status.tail import PREFIX_FUNCTION, follow
 
     rows = []
     for kind, write in WRITE.items():
@@ -71,7 +71,7 @@ def stream_rows(remote: object, where: str, workdir: str) -> list[tuple[str, str
 
 def cli_tail_row(profile: str) -> tuple[str, str, float, int]:
     """``atlas-sweeps tail`` of a finished sandbox job whose whole log is 32 MB of redraws, then ``done``."""
-    from atlas_sweeps.profile import load_profile
+    from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.remote import open_remote
 
     remote = open_remote(load_profile(profile, project_dir=ROOT))
@@ -101,7 +101,7 @@ def cli_tail_row(profile: str) -> tuple[str, str, float, int]:
 
 
 def main() -> None:
-    from atlas_sweeps.profile import load_profile
+    from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.remote import LocalRemote, open_remote
 
     rows = []

@@ -15,7 +15,7 @@ def make_backend(name: str, **options: object) -> SweepBackend:
 
         return LocalBackend()
     if name == "wandb":
-        from atlas_sweeps.backends.wandb import WandbBackend
+        from atlas_sweeps.backends.wandb.backend import WandbBackend
 
         return WandbBackend(**options)  # type: ignore[arg-type]
     raise ValueError(f"unknown backend {name!r}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.plan import PlannedSweep
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import PlannedSweep
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import shlex
 
 from atlas_sweeps.backends.base import CreatedSweep, JobCommand
-from atlas_sweeps.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.plan import PlannedSweep
+from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import PlannedSweep
 
 
 def encode_argv(argv: tuple[str, ...]) -> bytes:

@@ -31,7 +31,7 @@ def _targets(jobs, tasks=None) -> tuple[tuple[str, int], ...]:  # type: ignore[n
 
 
 def _unfinished(db, launch_id: str, targets: tuple[tuple[str, int], ...]) -> int:  # type: ignore[no-untyped-def]
-    from atlas_sweeps.jobstate import is_terminal
+    from atlas_sweeps.slurm.jobstate import is_terminal
 
     seen = {(s.job_id, s.task): s.state for s in db.task_states(launch_id)}
     return sum(1 for key in targets if not is_terminal(seen.get(key, "PENDING")))
@@ -43,8 +43,8 @@ def cancelled_states(seen, plan: CancelPlan, *, now: float):  # type: ignore[no-
     at once and may have no sacct record, so without this it would stay pending for good."""
     from dataclasses import replace
 
-    from atlas_sweeps.jobstate import CANCEL_SOURCE, is_terminal
-    from atlas_sweeps.state import TaskSeen
+    from atlas_sweeps.slurm.jobstate import CANCEL_SOURCE, is_terminal
+    from atlas_sweeps.state.store import TaskSeen
 
     known = {(s.job_id, s.task): s for s in seen}
     out = []
@@ -58,7 +58,7 @@ def cancelled_states(seen, plan: CancelPlan, *, now: float):  # type: ignore[no-
 
 def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
     """Resolve TARGET (launch id, LAUNCH/SWEEP, sweep name or job id) against the state database."""
-    from atlas_sweeps.jobstate import parse_array_id
+    from atlas_sweeps.slurm.jobstate import parse_array_id
 
     launch = db.launch(target)
     if launch is not None:
@@ -112,7 +112,7 @@ def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
 
 def scancel_script(slurm_ids: tuple[str, ...]) -> str:
     """One ``scancel`` for every id (array ids cancel all their tasks)."""
-    from atlas_sweeps.remote_protocol import EMIT_FUNCTION
+    from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
     return "\n".join([
         EMIT_FUNCTION,
@@ -136,11 +136,11 @@ def cancel(target: str, yes: bool, accept_new_host_key: bool) -> None:
     """
     from atlas_sweeps import console
     from atlas_sweeps.cli.launch import password_prompt
-    from atlas_sweeps.profile import load_profile
+    from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.remote import open_remote
-    from atlas_sweeps.remote_protocol import parse_facts
-    from atlas_sweeps.state import StateDB
-    from atlas_sweeps.status import project_dir_of
+    from atlas_sweeps.remote.protocol import parse_facts
+    from atlas_sweeps.state.store import StateDB
+    from atlas_sweeps.status.poller import project_dir_of
 
     db = StateDB.open_default()
     plan = plan_cancel(db, target)

@@ -32,12 +32,12 @@ def clean(tag: str, project: str | None, entity: str | None, cluster: str | None
     import os
 
     from atlas_sweeps import console
-    from atlas_sweeps.clean import delete_runs, find_tagged_runs
+    from atlas_sweeps.backends.wandb.clean import delete_runs, find_tagged_runs
 
     cwd = Path.cwd()
     base_url = None
     if cluster:
-        from atlas_sweeps.profile import load_profile
+        from atlas_sweeps.config.profile import load_profile
 
         profile = load_profile(cluster, project_dir=cwd)
         base_url = profile.wandb_base_url

@@ -1,4 +1,4 @@
-"""``atlas-sweeps launch``: the thin command around atlas_sweeps.launch."""
+"""``atlas-sweeps launch``: the thin command around atlas_sweeps.launch.launcher."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
     atlas-sweeps launch --resume k3x9q2
     """
     from atlas_sweeps import console
-    from atlas_sweeps.launch import LaunchOptions, prepare, prepare_all
+    from atlas_sweeps.launch.launcher import LaunchOptions, prepare, prepare_all
 
     cwd = Path.cwd()
     if resume:
@@ -97,8 +97,8 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
         console.err().print(f"[yellow]note:[/] {escape(prepared.profile.project_note)}")
     if dry_run:
         from atlas_sweeps.backends import make_backend
-        from atlas_sweeps.launch_view import dry_run_document, dry_run_root, print_dry_run
-        from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE
+        from atlas_sweeps.launch.view import dry_run_document, dry_run_root, print_dry_run
+        from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE
 
         backend = make_backend(prepared.backend, **({"dry_run": True} if prepared.backend == "wandb" else {}))
         root = dry_run_root(prepared.profile)
@@ -115,9 +115,9 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
 def _run(action: Callable, *, accept_new_host_key: bool, as_json: bool) -> None:
     """Run ``action(launcher)`` with progress on stderr, then print its result."""
     from atlas_sweeps import console
-    from atlas_sweeps.launch import Launcher
-    from atlas_sweeps.launch_view import print_result, result_document
-    from atlas_sweeps.state import StateDB
+    from atlas_sweeps.launch.launcher import Launcher
+    from atlas_sweeps.launch.view import print_result, result_document
+    from atlas_sweeps.state.store import StateDB
 
     with console.Steps() as steps:
         launcher = Launcher(db=StateDB.open_default(),

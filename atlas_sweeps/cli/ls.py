@@ -21,9 +21,9 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
     from rich.text import Text
 
     from atlas_sweeps import console
-    from atlas_sweeps.state import StateDB
-    from atlas_sweeps.status import stored_status, wandb_counts
-    from atlas_sweeps.status_view import launch_document
+    from atlas_sweeps.state.store import StateDB
+    from atlas_sweeps.status.poller import stored_status, wandb_counts
+    from atlas_sweeps.status.view import launch_document
 
     db = StateDB.open_default()
     launches = db.launches(limit=limit)
@@ -92,9 +92,9 @@ def _compact(counts: dict[str, int]) -> str:
 
 
 def _base_url(rec) -> str | None:  # type: ignore[no-untyped-def]
+    from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.errors import UsageError
-    from atlas_sweeps.profile import load_profile
-    from atlas_sweeps.status import project_dir_of
+    from atlas_sweeps.status.poller import project_dir_of
 
     try:
         return load_profile(rec.cluster, project_dir=project_dir_of(rec)).wandb_base_url

@@ -15,8 +15,8 @@ from atlas_sweeps.errors import UsageError
 def open_poller(db, launches, *, accept_new_host_key: bool):  # type: ignore[no-untyped-def]
     """A Poller whose sessions open each launch's cluster from its profile; and the refresh interval."""
     from atlas_sweeps.cli.launch import password_prompt
-    from atlas_sweeps.profile import load_profile
-    from atlas_sweeps.status import Poller, project_dir_of
+    from atlas_sweeps.config.profile import load_profile
+    from atlas_sweeps.status.poller import Poller, project_dir_of
 
     where = {rec.cluster: project_dir_of(rec) for rec in launches}
     profiles = {}
@@ -51,7 +51,7 @@ def open_poller(db, launches, *, accept_new_host_key: bool):  # type: ignore[no-
 
 def select_launches(db, launch_ids: tuple[str, ...]):  # type: ignore[no-untyped-def]
     """The launches named, or by default those with unfinished jobs plus the most recent one."""
-    from atlas_sweeps.status import default_launches
+    from atlas_sweeps.status.poller import default_launches
 
     if launch_ids:
         chosen = []
@@ -92,8 +92,8 @@ def status(launch_ids: tuple[str, ...], once: bool, as_json: bool, wait: bool, t
     atlas-sweeps status --wait           block until the jobs finish; exit 0 if all completed
     """
     from atlas_sweeps import console
-    from atlas_sweeps.profile import STATUS_INTERVAL_FLOOR
-    from atlas_sweeps.state import StateDB
+    from atlas_sweeps.config.profile import STATUS_INTERVAL_FLOOR
+    from atlas_sweeps.state.store import StateDB
 
     db = StateDB.open_default()
     launches = select_launches(db, launch_ids)
@@ -119,7 +119,7 @@ def status(launch_ids: tuple[str, ...], once: bool, as_json: bool, wait: bool, t
 
 def _print(snapshot, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     from atlas_sweeps import console
-    from atlas_sweeps.status_view import render_status, status_document
+    from atlas_sweeps.status.view import render_status, status_document
 
     if as_json:
         click.echo(json.dumps(status_document(snapshot), indent=2))
@@ -144,8 +144,8 @@ def _once(poller, launches, *, as_json: bool) -> int:  # type: ignore[no-untyped
 
 def _wait(poller, launches, *, every: float, timeout: float | None, as_json: bool) -> int:  # type: ignore[no-untyped-def]
     from atlas_sweeps import console
-    from atlas_sweeps.status import backoff_delay
-    from atlas_sweeps.status_view import progress_text
+    from atlas_sweeps.status.poller import backoff_delay
+    from atlas_sweeps.status.view import progress_text
 
     deadline = None if timeout is None else time.monotonic() + timeout
     failures = 0
@@ -175,8 +175,8 @@ def _live(poller, launches, *, every: float) -> int:  # type: ignore[no-untyped-
     from rich.live import Live
 
     from atlas_sweeps import console
-    from atlas_sweeps.status import backoff_delay
-    from atlas_sweeps.status_view import render_status
+    from atlas_sweeps.status.poller import backoff_delay
+    from atlas_sweeps.status.view import render_status
 
     out = console.out()
     failures = 0

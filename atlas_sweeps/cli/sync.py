@@ -26,9 +26,9 @@ def sync(launch: str | None, dry_run: bool, as_json: bool, accept_new_host_key: 
     atlas-sweeps sync --dry-run
     """
     from atlas_sweeps import console
+    from atlas_sweeps.backends.wandb.sync import sync_offline_runs
     from atlas_sweeps.cli.launch import remote_factory
-    from atlas_sweeps.offline_sync import sync_offline_runs
-    from atlas_sweeps.state import StateDB
+    from atlas_sweeps.state.store import StateDB
 
     results = sync_offline_runs(
         StateDB.open_default(), launch_id=launch, dry_run=dry_run, cwd=Path.cwd(),

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_sweeps.errors import RemoteError
-from atlas_sweeps.gitinfo import git_ignored
 from atlas_sweeps.remote.base import Remote
+from atlas_sweeps.remote.gitinfo import git_ignored
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.remote.rsync_version import check_remote_rsync, require_local_rsync
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_facts
 
 ALWAYS_EXCLUDED = (".git", ".venv/", "__pycache__/")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

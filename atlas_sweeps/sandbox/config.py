@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from atlas_sweeps.profile import Profile, SlurmOptions, profile_toml
+from atlas_sweeps.config.profile import Profile, SlurmOptions, profile_toml
 from atlas_sweeps.sandbox.paths import SandboxPaths
 
 CLUSTER_NAME = "atlas-sandbox"

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from atlas_sweeps.config.profile import Profile
 from atlas_sweeps.errors import SandboxError, UsageError
-from atlas_sweeps.profile import Profile
 from atlas_sweeps.sandbox import accounting, chroot, daemons, packages, users, venv
 from atlas_sweeps.sandbox.components import COMPONENTS, Component, build_components, daemon_env, real_exe
 from atlas_sweeps.sandbox.config import (

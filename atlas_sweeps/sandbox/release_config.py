@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from atlas_sweeps.profile import Profile
+from atlas_sweeps.config.profile import Profile
 from atlas_sweeps.sandbox.config import SandboxSettings, login_profiles, slurm_conf_text, sshd_config_text
 from atlas_sweeps.sandbox.releases import Release
 

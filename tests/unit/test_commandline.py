@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from atlas_sweeps.commandline import args_json, build_command, uses_args_json_file
+from atlas_sweeps.config.commandline import args_json, build_command, uses_args_json_file
+from atlas_sweeps.config.params import expand_runs
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.params import expand_runs
 
 
 def _sorted(value: Any) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas_sweeps.composite import load_composite, resolve_config_path
+from atlas_sweeps.config.composite import load_composite, resolve_config_path
 from atlas_sweeps.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atlas_sweeps.credentials import base_url_problem, client_for, resolve_base_url
+from atlas_sweeps.backends.wandb.credentials import base_url_problem, client_for, resolve_base_url
 from atlas_sweeps.errors import UsageError
 
 
@@ -40,7 +40,7 @@ def test_environment_url_is_refused_before_the_key_is_read(monkeypatch: pytest.M
 
 
 def test_the_wandb_backend_refuses_too() -> None:
-    from atlas_sweeps.backends.wandb import WandbBackend
+    from atlas_sweeps.backends.wandb.backend import WandbBackend
 
     with pytest.raises(UsageError, match="plain http to collector.example.org"):
         WandbBackend(base_url="http://collector.example.org", dry_run=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas_sweeps.layout import LaunchLayout, resolve_root
+from atlas_sweeps.launch.layout import LaunchLayout, resolve_root
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from atlas_sweeps.composite import load_composite
-from atlas_sweeps.params import count_runs, expand_runs
-from atlas_sweeps.plan import build_plan
+from atlas_sweeps.config.composite import load_composite
+from atlas_sweeps.config.params import count_runs, expand_runs
+from atlas_sweeps.launch.plan import build_plan
 from tests.unit.record_wandb_grids import FIXTURE, GRIDS, wandb_grid_runs
 
 RECORDED = json.loads(FIXTURE.read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from atlas_sweeps.jobstate import (
+from atlas_sweeps.slurm.jobstate import (
     DONE,
     FAILED,
     PENDING,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas_sweeps.composite import load_composite
+from atlas_sweeps.config.composite import load_composite
+from atlas_sweeps.config.params import count_runs, expand_runs
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.params import count_runs, expand_runs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from atlas_sweeps.backends.local import LocalBackend, encode_argv
-from atlas_sweeps.composite import load_composite
+from atlas_sweeps.config.composite import load_composite
+from atlas_sweeps.config.profile import Profile, SlurmOptions
+from atlas_sweeps.config.templates import load_template
 from atlas_sweeps.errors import UsageError
-from atlas_sweeps.jobs import prepare_sweep
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.plan import build_plan
-from atlas_sweeps.profile import Profile, SlurmOptions
-from atlas_sweeps.render import load_template
+from atlas_sweeps.launch.jobs import prepare_sweep
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import build_plan
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -136,7 +136,7 @@ def test_envvar_and_args_json_file_resolve_on_the_compute_node(tmp_path: Path) -
 ])
 def test_a_jobs_script_writes_its_exit_code_as_it_exits(tmp_path: Path, finish: str, program_exit: int,
                                                           recorded: int) -> None:
-    from atlas_sweeps.jobs import exit_record
+    from atlas_sweeps.launch.jobs import exit_record
 
     log_dir = tmp_path / "logs $(touch pwned)"
     log_dir.mkdir()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from atlas_sweeps.config.profile import available_profiles, load_profile
 from atlas_sweeps.errors import ConfigError, UsageError
-from atlas_sweeps.profile import available_profiles, load_profile
 
 
 @pytest.fixture()
@@ -135,7 +135,7 @@ def test_overrides_touch_only_given_options(dirs: tuple[Path, Path]) -> None:
 
 
 def test_profile_toml_round_trips_through_the_loader(dirs: tuple[Path, Path]) -> None:
-    from atlas_sweeps.profile import Profile, SlurmOptions, profile_toml
+    from atlas_sweeps.config.profile import Profile, SlurmOptions, profile_toml
 
     user, project = dirs
     original = Profile(name="rt", host="login", port=2200, setup=("module load x", 'echo "q"'), wrap="apptainer exec a.sif",
@@ -215,7 +215,7 @@ def test_base_url_over_https_or_to_loopback_is_accepted(dirs: tuple[Path, Path],
     ({"template": ""}, "--template '': expected a non-empty string"),
 ])
 def test_flag_overrides_pass_the_same_checks(changes: dict[str, str], expected: str) -> None:
-    from atlas_sweeps.profile import Profile
+    from atlas_sweeps.config.profile import Profile
 
     with pytest.raises(UsageError) as info:
         Profile(name="a").with_overrides(**changes)
@@ -225,7 +225,7 @@ def test_flag_overrides_pass_the_same_checks(changes: dict[str, str], expected: 
 def test_every_profile_option_has_a_check() -> None:
     from dataclasses import fields
 
-    from atlas_sweeps.profile import _CHECKS, _WANDB_KEYS, Profile, SlurmOptions
+    from atlas_sweeps.config.profile import _CHECKS, _WANDB_KEYS, Profile, SlurmOptions
 
     attributes = {f.name for f in fields(Profile)} - {"name", "slurm", "source", "project_file", "project_keys"}
     wandb_attrs = set(_WANDB_KEYS.values())

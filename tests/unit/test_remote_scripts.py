@@ -8,16 +8,16 @@ import subprocess
 from pathlib import Path
 
 from atlas_sweeps.backends.local import LocalBackend
-from atlas_sweeps.cluster_jobs import lookup_lines
-from atlas_sweeps.composite import load_composite
-from atlas_sweeps.jobs import prepare_sweep
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.plan import build_plan
-from atlas_sweeps.preflight import parse_preflight, preflight_script
-from atlas_sweeps.profile import Profile
-from atlas_sweeps.remote_protocol import parse_facts
-from atlas_sweeps.render import load_template
-from atlas_sweeps.submit import parse_submit_line, submit_script
+from atlas_sweeps.config.composite import load_composite
+from atlas_sweeps.config.profile import Profile
+from atlas_sweeps.config.templates import load_template
+from atlas_sweeps.launch.jobs import prepare_sweep
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import build_plan
+from atlas_sweeps.launch.preflight import parse_preflight, preflight_script
+from atlas_sweeps.launch.resume import lookup_lines
+from atlas_sweeps.launch.submit import parse_submit_line, submit_script
+from atlas_sweeps.remote.protocol import parse_facts
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

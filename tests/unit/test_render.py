@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from atlas_sweeps.config.templates import ScriptContext, load_template, render_script
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.render import ScriptContext, load_template, render_script
 
 
 def _context(**changes: object) -> ScriptContext:

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 from atlas_sweeps.backends.local import LocalBackend
-from atlas_sweeps.cluster_jobs import ClusterJobs, adopt_submitted
-from atlas_sweeps.composite import load_composite
+from atlas_sweeps.config.composite import load_composite
+from atlas_sweeps.config.profile import Profile
+from atlas_sweeps.config.templates import load_template
 from atlas_sweeps.errors import RemoteError, StateError
-from atlas_sweeps.jobs import prepare_sweep
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.lock import launch_lock
-from atlas_sweeps.plan import build_plan
-from atlas_sweeps.profile import Profile
-from atlas_sweeps.render import load_template
-from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB
+from atlas_sweeps.launch.jobs import prepare_sweep
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import build_plan
+from atlas_sweeps.launch.resume import ClusterJobs, adopt_submitted
+from atlas_sweeps.state.lock import launch_lock
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB
 
 NOW = 1_000_000.0
 
@@ -96,7 +96,7 @@ def test_arrays_the_plan_or_the_database_does_not_account_for_are_refused() -> N
 
 def test_one_process_per_launch_and_the_other_names_the_holders_pid(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from atlas_sweeps.lock import launch_lock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from atlas_sweeps.state.lock import launch_lock\n"
          f"with launch_lock(Path({str(tmp_path)!r}), 'l1'):\n    print('held', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

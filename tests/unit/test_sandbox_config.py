@@ -96,7 +96,7 @@ def test_profiles_parse_as_toml_with_the_loader_keys() -> None:
     assert twofa["user"] == "atlas2fa"
     assert "password_file" not in twofa  # the tool prompts; only tests read the sandbox's password file
     assert twofa["identity_file"] == "/srv/sb/keys/atlas2fa_ed25519"
-    from atlas_sweeps.profile import _profile_from_table
+    from atlas_sweeps.config.profile import _profile_from_table
 
     for name, table in by_name.items():  # the tool's own loader accepts every key the sandbox writes
         assert _profile_from_table(name, table, "sandbox.toml").port == 2299

@@ -7,7 +7,7 @@ import shlex
 import pytest
 
 from atlas_sweeps.errors import RemoteError
-from atlas_sweeps.sbatch import (
+from atlas_sweeps.slurm.sbatch import (
     ArrayChunk,
     Submission,
     parse_max_array_size,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from atlas_sweeps.errors import RemoteError, UsageError
-from atlas_sweeps.gitinfo import git_ignored
 from atlas_sweeps.remote import rsync_version
+from atlas_sweeps.remote.gitinfo import git_ignored
 from atlas_sweeps.remote.rsync_version import check_remote_rsync, parse_rsync_version, require_local_rsync
 from atlas_sweeps.remote.snapshot import exclude_patterns, snapshot_rsync_args
 

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from atlas_sweeps.errors import StateError
-from atlas_sweeps.state import MIGRATIONS, JobRecord, LaunchRecord, PollRecord, StateDB, SweepRecord, TaskSeen
+from atlas_sweeps.state.store import (
+    MIGRATIONS,
+    JobRecord,
+    LaunchRecord,
+    PollRecord,
+    StateDB,
+    SweepRecord,
+    TaskSeen,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

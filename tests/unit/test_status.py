@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 from atlas_sweeps.errors import RemoteError, UsageError
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION
-from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
-from atlas_sweeps.status import (
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
+from atlas_sweeps.status.poller import (
     _NEED_AWK,
     ArrayQuery,
     backoff_delay,
@@ -22,8 +22,8 @@ from atlas_sweeps.status import (
     poll_script,
     stored_status,
 )
-from atlas_sweeps.status_view import render_status, status_document
-from atlas_sweeps.tail import exit_status, parse_tail_line, tail_script
+from atlas_sweeps.status.tail import exit_status, parse_tail_line, tail_script
+from atlas_sweeps.status.view import render_status, status_document
 
 
 def _emit(pairs: list[tuple[str, str]]) -> str:
@@ -120,7 +120,7 @@ def test_table_and_json_show_the_same_tasks(tmp_path: Path) -> None:
                  log_line="Traceback: boom"),
         TaskSeen(launch_id="new", job_id="12", task=1, state="RUNNING", node="vm", elapsed=5, time_limit=600)],
         polled=time.time(), accounting=True)
-    from atlas_sweeps.status import StatusSnapshot
+    from atlas_sweeps.status.poller import StatusSnapshot
 
     snap = StatusSnapshot(launches=(stored_status(db, db.launch("new")),), refreshed=time.time())
     console = Console(width=140, record=True, color_system=None)
@@ -200,7 +200,7 @@ class _FakeCluster:
 
 def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_path: Path) -> None:
     from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
-    from atlas_sweeps.status import Poller
+    from atlas_sweeps.status.poller import Poller
 
     db = _db(tmp_path)
     db.save_task_states("new", [TaskSeen(launch_id="new", job_id="12", task=0, state="RUNNING", node="vm"),
@@ -232,7 +232,7 @@ def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_pat
 def test_a_recorded_cancel_is_checked_by_one_poll(tmp_path: Path) -> None:
     """A task that finished just before scancel reached it (all of the launch cancelled) shows how it ended."""
     from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
-    from atlas_sweeps.status import Poller
+    from atlas_sweeps.status.poller import Poller
 
     db = _db(tmp_path)
     db.save_task_states("new", [TaskSeen(launch_id="new", job_id="12", task=t, state="PENDING") for t in range(2)],
@@ -263,7 +263,7 @@ def test_cancel_records_only_tasks_not_known_to_be_final(tmp_path: Path) -> None
 
 
 def test_tail_explains_a_task_cancelled_before_it_started() -> None:
-    from atlas_sweeps.tail import cancelled_note
+    from atlas_sweeps.status.tail import cancelled_note
 
     assert "cancelled before it started" in cancelled_note("12_1", state="CANCELLED", start="")
     assert "cancelled" in cancelled_note("12_1", state="CANCELLED", start="2026-01-01T00:00:00")
@@ -297,7 +297,7 @@ def test_tail_of_a_task_slurmctld_no_longer_lists_is_missing_not_unknown(tmp_pat
 
 def test_the_poll_reads_the_exit_codes_the_tasks_wrote(tmp_path: Path) -> None:
     """Issue 15: without accounting, the exit-code files are what tells how a task that left squeue ended."""
-    from atlas_sweeps.status import parse_exit_files
+    from atlas_sweeps.status.poller import parse_exit_files
 
     bindir = tmp_path / "bin"
     bindir.mkdir()

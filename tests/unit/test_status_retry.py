@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from atlas_sweeps.errors import AuthError, HostKeyError, RemoteError, UsageError, is_retryable
-from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord
-from atlas_sweeps.status import Poller
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord
+from atlas_sweeps.status.poller import Poller
 
 ROOT = Path(__file__).resolve().parents[2]
 

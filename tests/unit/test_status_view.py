@@ -10,10 +10,10 @@ import time
 
 from rich.console import Console
 
-from atlas_sweeps.jobstate import TaskState
-from atlas_sweeps.state import JobRecord, LaunchRecord, SweepRecord
-from atlas_sweeps.status import LaunchStatus, StatusSnapshot, build_launch_status
-from atlas_sweeps.status_view import PLAIN_ROWS, render_status
+from atlas_sweeps.slurm.jobstate import TaskState
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
+from atlas_sweeps.status.poller import LaunchStatus, StatusSnapshot, build_launch_status
+from atlas_sweeps.status.view import PLAIN_ROWS, render_status
 
 TASKS = 3000
 STATES = ("COMPLETED", "FAILED", "RUNNING", "PENDING", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas_sweeps.tail import CUT_MARK, MAX_SHOWN_BYTES, PREFIX_FUNCTION, TailEvent, parse_tail_line
+from atlas_sweeps.status.tail import CUT_MARK, MAX_SHOWN_BYTES, PREFIX_FUNCTION, TailEvent, parse_tail_line
 
 TOOLS = [name for name in ("perl", "gawk", "mawk") if shutil.which(name)]
 BASH = shutil.which("bash") or "/bin/bash"

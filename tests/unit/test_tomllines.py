@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from atlas_sweeps.tomllines import key_line
+from atlas_sweeps.config.tomllines import key_line
 
 TEXT = '''\
 # comment: host = "not this"

@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 
 from atlas_sweeps.backends.base import CreatedSweep
-from atlas_sweeps.backends.wandb import WandbBackend, agent_counts
-from atlas_sweeps.backends.wandb_progress import clear_cache, fetch_progress
-from atlas_sweeps.composite import load_composite
+from atlas_sweeps.backends.wandb.backend import WandbBackend, agent_counts
+from atlas_sweeps.backends.wandb.progress import clear_cache, fetch_progress
+from atlas_sweeps.backends.wandb.sync import parse_sync, sync_script
+from atlas_sweeps.config.composite import load_composite
+from atlas_sweeps.config.profile import Profile
+from atlas_sweeps.config.templates import load_template
 from atlas_sweeps.errors import BackendError
-from atlas_sweeps.jobs import prepare_sweep
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.offline_sync import parse_sync, sync_script
-from atlas_sweeps.plan import PlannedSweep, build_plan
-from atlas_sweeps.profile import Profile
-from atlas_sweeps.render import load_template
-from atlas_sweeps.state import LaunchRecord, SweepRecord
+from atlas_sweeps.launch.jobs import prepare_sweep
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import PlannedSweep, build_plan
+from atlas_sweeps.state.store import LaunchRecord, SweepRecord
 from tests.standin.server import StandinServer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -226,7 +226,7 @@ def _check(tmp_path: Path, *, netrc: str | None, mode: int = 0o600, key: str | N
     env = {"PATH": os.environ["PATH"], "HOME": str(home), **({"WANDB_API_KEY": key} if key else {})}
     script = "\n".join(WandbBackend(base_url="http://127.0.0.1:4321").remote_checks())
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=10).stdout
-    from atlas_sweeps.preflight import parse_preflight
+    from atlas_sweeps.launch.preflight import parse_preflight
 
     return list(parse_preflight(out + "ATLAS root Lw==\n").problems)
 

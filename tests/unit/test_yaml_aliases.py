@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from atlas_sweeps.config.yamlfile import MAX_ALIASED_VALUES, loads_yaml
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.yamlfile import MAX_ALIASED_VALUES, loads_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from atlas_sweeps.config.yamlfile import load_yaml, loads_yaml
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.yamlfile import load_yaml, loads_yaml
 
 
 def _write(tmp_path: Path, text: str) -> Path:

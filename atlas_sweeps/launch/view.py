@@ -12,10 +12,10 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from atlas_sweeps.jobs import PreparedSweep
-from atlas_sweeps.launch import LaunchResult, Prepared
-from atlas_sweeps.layout import guessed_home, is_under_home, resolve_root
-from atlas_sweeps.profile import Profile
+from atlas_sweeps.config.profile import Profile
+from atlas_sweeps.launch.jobs import PreparedSweep
+from atlas_sweeps.launch.launcher import LaunchResult, Prepared
+from atlas_sweeps.launch.layout import guessed_home, is_under_home, resolve_root
 
 
 def hours_text(hours: float) -> str:

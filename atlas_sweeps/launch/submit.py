@@ -10,9 +10,9 @@ import shlex
 import tarfile
 from dataclasses import dataclass
 
-from atlas_sweeps.jobs import PreparedSweep
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_line
-from atlas_sweeps.sbatch import parse_sbatch_parsable
+from atlas_sweeps.launch.jobs import PreparedSweep
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_line
+from atlas_sweeps.slurm.sbatch import parse_sbatch_parsable
 
 
 @dataclass(frozen=True)

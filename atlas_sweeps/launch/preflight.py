@@ -9,9 +9,9 @@ import base64
 import shlex
 from dataclasses import dataclass, field, replace
 
-from atlas_sweeps.cluster_jobs import ClusterJobs, parse_min_job_age, parse_rows
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_facts
-from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE, parse_max_array_size
+from atlas_sweeps.launch.resume import ClusterJobs, parse_min_job_age, parse_rows
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
+from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE, parse_max_array_size
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_sweeps import profile_values as values
+from atlas_sweeps.config import profile_values as values
+from atlas_sweeps.config.tomllines import key_line
 from atlas_sweeps.errors import ConfigError, UsageError
-from atlas_sweeps.tomllines import key_line
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -142,7 +142,7 @@ CONNECTION_KEYS = frozenset({*_HOST_KEYS, "wandb.base_url"})
 
 
 def _base_url(value: Any) -> str:
-    from atlas_sweeps.credentials import base_url_problem
+    from atlas_sweeps.backends.wandb.credentials import base_url_problem
 
     url = values.text(word=True, example="https://wandb.example.org")(value).rstrip("/")
     problem = base_url_problem(url)

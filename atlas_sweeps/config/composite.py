@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atlas_sweeps.config.params import (
+    DISTRIBUTIONS,
+    PARAM_KEYS,
+    count_runs,
+    expand_runs,
+    iter_params,
+    param_kind,
+)
+from atlas_sweeps.config.yamlfile import LineMap, load_yaml
 from atlas_sweeps.errors import ConfigError
-from atlas_sweeps.params import DISTRIBUTIONS, PARAM_KEYS, count_runs, expand_runs, iter_params, param_kind
-from atlas_sweeps.yamlfile import LineMap, load_yaml
 
 # W&B's sweep config schema (sweeps/config/schema.json, top level) plus our private keys.
 WANDB_KEYS = ("program", "method", "parameters", "metric", "metrics", "command", "early_terminate",

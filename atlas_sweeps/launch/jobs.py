@@ -7,11 +7,11 @@ import shlex
 from dataclasses import dataclass
 
 from atlas_sweeps.backends.base import CreatedSweep, SweepBackend
-from atlas_sweeps.layout import EXIT_STREAM, LaunchLayout
-from atlas_sweeps.plan import PlannedSweep
-from atlas_sweeps.profile import Profile
-from atlas_sweeps.render import ScriptContext, Template, render_script
-from atlas_sweeps.sbatch import Submission, split_array
+from atlas_sweeps.config.profile import Profile
+from atlas_sweeps.config.templates import ScriptContext, Template, render_script
+from atlas_sweeps.launch.layout import EXIT_STREAM, LaunchLayout
+from atlas_sweeps.launch.plan import PlannedSweep
+from atlas_sweeps.slurm.sbatch import Submission, split_array
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atlas_sweeps.jobstate import normalize_state, parse_exit_code
 from atlas_sweeps.remote.base import MAX_LINE_BYTES
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_line
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_line
+from atlas_sweeps.slurm.jobstate import normalize_state, parse_exit_code
 
 # Longest log line shown whole; longer ones are cut (the client's line buffer is bounded just above it).
 MAX_SHOWN_BYTES = MAX_LINE_BYTES - 1024

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from atlas_sweeps.credentials import resolve_base_url
+from atlas_sweeps.backends.wandb.credentials import resolve_base_url
+from atlas_sweeps.config.profile import Profile, load_profile
 from atlas_sweeps.errors import RemoteError, UsageError
-from atlas_sweeps.profile import Profile, load_profile
 from atlas_sweeps.remote import Remote
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_line
-from atlas_sweeps.state import LaunchRecord, StateDB
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_line
+from atlas_sweeps.state.store import LaunchRecord, StateDB
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def select_launches(db: StateDB, launch_id: str | None) -> list[LaunchRecord]:
 def sync_script(launches: list[LaunchRecord], *, profile: Profile, dry_run: bool) -> str:
     """The remote script: set-up lines, the credential check, then per launch a ``found`` fact and (unless
     ``dry_run``) ``wandb sync`` over the launch's unsynced offline runs and a ``synced`` fact with its exit code."""
-    from atlas_sweeps.backends.wandb import WandbBackend
+    from atlas_sweeps.backends.wandb.backend import WandbBackend
 
     base_url = resolve_base_url(profile.wandb_base_url)
     checks = "\n".join(WandbBackend(base_url=base_url).remote_checks())

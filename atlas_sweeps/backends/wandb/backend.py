@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from atlas_sweeps.backends.base import CreatedSweep, JobCommand
-from atlas_sweeps.credentials import (
+from atlas_sweeps.backends.wandb.credentials import (
     app_url,
     check_viewer,
     client_for,
@@ -21,9 +21,9 @@ from atlas_sweeps.credentials import (
     resolve_base_url,
 )
 from atlas_sweeps.errors import BackendError
-from atlas_sweeps.layout import LaunchLayout
-from atlas_sweeps.plan import PlannedSweep
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION
+from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.plan import PlannedSweep
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
 WRAPPER_NAME = "python-wrapper.py"
 
@@ -144,7 +144,7 @@ class WandbBackend:
 
     def stop(self, sweep_id: str) -> None:
         """Finish the sweep at W&B: running runs go on, no new ones start (what ``wandb sweep --stop`` does)."""
-        from atlas_sweeps.backends.wandb_progress import SweepPath, query_sweep
+        from atlas_sweeps.backends.wandb.progress import SweepPath, query_sweep
 
         try:
             path = SweepPath.parse(sweep_id)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas_sweeps.errors import is_retryable
-from atlas_sweeps.jobstate import (
+from atlas_sweeps.launch.layout import exit_files
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
+from atlas_sweeps.slurm.jobstate import (
     ACTIVE_STATES,
     CANCEL_SOURCE,
     DONE,
@@ -31,9 +33,7 @@ from atlas_sweeps.jobstate import (
     sacct_command,
     squeue_command,
 )
-from atlas_sweeps.layout import exit_files
-from atlas_sweeps.remote_protocol import EMIT_FUNCTION, parse_facts
-from atlas_sweeps.state import (
+from atlas_sweeps.state.store import (
     JobRecord,
     LaunchRecord,
     StateDB,
@@ -461,7 +461,7 @@ def wandb_counts(sweeps: list[SweepRecord], *, base_url: str | None) -> tuple[di
                                                                                str | None]:
     """W&B's run counts per sweep id, through the W&B backend's ``fetch_progress`` (imported only here)."""
     try:
-        from atlas_sweeps.backends.wandb_progress import fetch_progress
+        from atlas_sweeps.backends.wandb.progress import fetch_progress
     except ImportError:
         return None, None
     try:

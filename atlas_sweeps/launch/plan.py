@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_sweeps.commandline import ARGS_JSON_FILE_TOKEN, DEFERRED_ENVIRON, build_command
-from atlas_sweeps.composite import CompositeFile, SweepSpec
+from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, DEFERRED_ENVIRON, build_command
+from atlas_sweeps.config.composite import CompositeFile, SweepSpec
+from atlas_sweeps.config.params import count_runs, expand_runs
 from atlas_sweeps.errors import UsageError
-from atlas_sweeps.params import count_runs, expand_runs
 
 
 @dataclass(frozen=True)

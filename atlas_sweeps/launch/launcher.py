@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
-from atlas_sweeps.cluster_jobs import ChunkKey, adopt_submitted, lookup_lines
-from atlas_sweeps.composite import CompositeFile, load_composite, resolve_config_path
+from atlas_sweeps.config.composite import CompositeFile, load_composite, resolve_config_path
+from atlas_sweeps.config.profile import Profile, load_profile
+from atlas_sweeps.config.templates import Template, load_template
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
-from atlas_sweeps.jobs import PreparedSweep, prepare_sweep
-from atlas_sweeps.layout import LaunchLayout, guessed_home, resolve_root
-from atlas_sweeps.lock import launch_lock
-from atlas_sweeps.plan import Plan, PlannedSweep, build_plan
-from atlas_sweeps.preflight import PreflightReport, parse_preflight, preflight_script
-from atlas_sweeps.profile import Profile, load_profile
+from atlas_sweeps.launch.jobs import PreparedSweep, prepare_sweep
+from atlas_sweeps.launch.layout import LaunchLayout, guessed_home, resolve_root
+from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan
+from atlas_sweeps.launch.preflight import PreflightReport, parse_preflight, preflight_script
+from atlas_sweeps.launch.resume import ChunkKey, adopt_submitted, lookup_lines
+from atlas_sweeps.launch.submit import parse_submit_line, submit_script
 from atlas_sweeps.remote import Remote
-from atlas_sweeps.render import Template, load_template
-from atlas_sweeps.sbatch import DEFAULT_MAX_ARRAY_SIZE
-from atlas_sweeps.state import JobRecord, LaunchRecord, StateDB, SweepRecord
-from atlas_sweeps.submit import parse_submit_line, submit_script
+from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE
+from atlas_sweeps.state.lock import launch_lock
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -93,7 +93,7 @@ def new_launch_id() -> str:
 
 
 def _credentials_found(profile: Profile) -> bool:
-    from atlas_sweeps.credentials import find_api_key, resolve_base_url
+    from atlas_sweeps.backends.wandb.credentials import find_api_key, resolve_base_url
 
     return find_api_key(resolve_base_url(profile.wandb_base_url)) is not None
 
@@ -245,7 +245,7 @@ class Launcher:
         return make_backend(prepared.backend, **options)
 
     def _record(self, prepared: Prepared, launch_id: str) -> LaunchRecord:
-        from atlas_sweeps.gitinfo import git_info
+        from atlas_sweeps.remote.gitinfo import git_info
 
         git = git_info(prepared.code_dir)
         opts = prepared.options

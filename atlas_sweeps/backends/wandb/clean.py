@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from atlas_sweeps.credentials import check_viewer, client_for, resolve_base_url
+from atlas_sweeps.backends.wandb.credentials import check_viewer, client_for, resolve_base_url
 from atlas_sweeps.errors import BackendError
 
 
@@ -41,7 +41,7 @@ class CleanPlan:
 
 def find_tagged_runs(*, tag: str, project: str, entity: str | None, base_url: str | None) -> CleanPlan:
     """Every run of ``entity/project`` with ``tag``; the key and server are checked first, in seconds."""
-    from atlas_sweeps.backends.wandb import wandb_environment
+    from atlas_sweeps.backends.wandb.backend import wandb_environment
 
     url = resolve_base_url(base_url)
     viewer = check_viewer(client_for(url))
@@ -63,7 +63,7 @@ def find_tagged_runs(*, tag: str, project: str, entity: str | None, base_url: st
 
 def delete_runs(plan: CleanPlan) -> int:
     """Delete every run of ``plan``; returns how many were deleted (stops at the first failure)."""
-    from atlas_sweeps.backends.wandb import wandb_environment
+    from atlas_sweeps.backends.wandb.backend import wandb_environment
 
     deleted = 0
     with wandb_environment(plan.base_url):

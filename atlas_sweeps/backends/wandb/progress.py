@@ -13,7 +13,7 @@ from typing import Any
 
 from atlas_sweeps.backends.base import SweepProgress
 from atlas_sweeps.errors import BackendError
-from atlas_sweeps.state import SweepRecord
+from atlas_sweeps.state.store import SweepRecord
 
 CACHE_SECONDS = 10.0
 _TIMEOUT = 5.0
@@ -81,7 +81,7 @@ def fetch_progress(sweeps: list[SweepRecord], *, base_url: str | None) -> dict[s
     """Progress of each W&B sweep in ``sweeps``, keyed by ``sweep_id``. Sweeps without a W&B path, and
     sweeps whose query failed (no key, server down, sweep gone), are left out: callers show them as
     unknown. Failures are cached too, so a dead server costs one timeout per cache period, not per call."""
-    from atlas_sweeps.credentials import client_for
+    from atlas_sweeps.backends.wandb.credentials import client_for
 
     wanted = sorted({s.sweep_id for s in sweeps if s.sweep_id and s.sweep_id.count("/") == 2})
     if not wanted:

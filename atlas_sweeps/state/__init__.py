@@ -1,0 +1,1 @@
+"""The local state database (SQLite, versioned schema with migrations) and the per-launch lock."""
