@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from atlas_sweeps.launch.layout import LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
+
+if TYPE_CHECKING:
+    from atlas_sweeps.state.store import SweepRecord
 
 
 @dataclass(frozen=True)
@@ -38,20 +42,23 @@ class SweepProgress:
     """A sweep's runs per state as the backend sees them (W&B: finished, running, failed, crashed, ...)."""
 
     runs_by_state: dict[str, int]
-    expected: int | None = None
-    state: str | None = None
 
 
 class SweepBackend(Protocol):
-    """Creates sweeps and says what their jobs run."""
+    """Creates sweeps, says what their jobs run, reports and stops them, and says how their runs are logged."""
 
     name: str
+    expands_runs: bool  # runs are expanded here, one array task each (else the backend hands them to agents)
+    offline_runs: bool  # runs log to W&B offline on the cluster; ``atlas-sweeps sync`` uploads them
 
     def preflight(self, *, entity: str | None, project: str) -> None:
         """Check credentials and reachability before anything is created; raise a clear error."""
 
     def remote_checks(self) -> tuple[str, ...]:
         """Bash lines added to the launch's one preflight call; they ``emit problem "..."`` on failure."""
+
+    def required_command(self, *, interpreter: str) -> str:
+        """The command the cluster must have after the profile's set-up lines for the jobs to start."""
 
     def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
         """Create the sweep (or, on resume, nothing: callers pass recorded ids back instead)."""
@@ -60,5 +67,9 @@ class SweepBackend(Protocol):
             wrap: str | None) -> JobCommand:
         """The job array that works through ``sweep``."""
 
-    def stop(self, sweep_id: str) -> None:
-        """Stop the sweep at the backend (``cancel``); nothing for the local backend."""
+    def progress(self, sweeps: Sequence[SweepRecord]) -> dict[str, SweepProgress]:
+        """Runs per state of each sweep (by ``sweep_id``) as the backend counts them; sweeps it cannot tell
+        about are left out (the local backend keeps no count of its own: Slurm's states are the progress)."""
+
+    def stop(self, sweep_id: str) -> str | None:
+        """Stop the sweep at the backend (``cancel``); what was done, for the user, or None for nothing."""

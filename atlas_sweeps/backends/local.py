@@ -5,11 +5,16 @@ and the task's exit code is the program's. Runs log to W&B offline (``atlas-swee
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from atlas_sweeps.backends.base import CreatedSweep, JobCommand
+from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepProgress
 from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
 from atlas_sweeps.launch.layout import LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
+
+if TYPE_CHECKING:
+    from atlas_sweeps.state.store import SweepRecord
 
 
 def encode_argv(argv: tuple[str, ...]) -> bytes:
@@ -21,9 +26,15 @@ def encode_argv(argv: tuple[str, ...]) -> bytes:
 
 
 class LocalBackend:
-    """Sweeps are Slurm job arrays; the sweep id is ``<launch>/<sweep name>``."""
+    """Sweeps are Slurm job arrays; the sweep id is ``<launch>/<sweep name>``. Runs log to W&B offline unless
+    the profile says the compute nodes are online (``[wandb] online``)."""
 
     name = "local"
+    expands_runs = True
+
+    def __init__(self, *, online: bool = False) -> None:
+        self.online = online
+        self.offline_runs = not online
 
     def preflight(self, *, entity: str | None, project: str) -> None:
         return None
@@ -31,8 +42,14 @@ class LocalBackend:
     def remote_checks(self) -> tuple[str, ...]:
         return ()
 
-    def stop(self, sweep_id: str) -> None:
-        return None
+    def required_command(self, *, interpreter: str) -> str:
+        return interpreter
+
+    def progress(self, sweeps: Sequence[SweepRecord]) -> dict[str, SweepProgress]:
+        return {}
+
+    def stop(self, sweep_id: str) -> str | None:
+        return None  # nothing runs outside Slurm: cancelling the arrays is all
 
     def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
         return CreatedSweep(sweep_id=f"{launch_id}/{sweep.name}")
@@ -54,4 +71,4 @@ class LocalBackend:
         preamble.append('echo "atlas-sweeps: run $task: ${argv[*]}" >&2')
         command = f'{wrap} "${{argv[@]}}"' if wrap else '"${argv[@]}"'
         return JobCommand(tasks=sweep.runs, throttle=max(1, sweep.jobs), preamble=tuple(preamble), command=command,
-                          files=files)
+                          files=files, env={} if self.online else {"WANDB_MODE": "offline"})

@@ -21,7 +21,7 @@ class CancelPlan:
     cluster: str
     slurm_ids: tuple[str, ...]
     jobs: int
-    sweep_ids: tuple[str, ...]  # W&B sweeps to stop (empty for a job or the local backend)
+    sweep_ids: tuple[str, ...]  # sweeps to stop at their backend (none for a job alone)
     tasks: tuple[tuple[str, int], ...] = ()  # (array job id, task) of every task the scancel targets
 
 
@@ -67,7 +67,7 @@ def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
         targets = _targets(jobs)
         return CancelPlan(what=f"launch {launch.id}", launch_id=launch.id, cluster=launch.cluster,
                           slurm_ids=tuple(j.job_id for j in jobs), jobs=_unfinished(db, launch.id, targets),
-                          sweep_ids=tuple(s.sweep_id for s in sweeps if s.sweep_id and launch.backend == "wandb"),
+                          sweep_ids=tuple(s.sweep_id for s in sweeps if s.sweep_id),
                           tasks=targets)
     if target[:1].isdigit():
         try:
@@ -107,7 +107,7 @@ def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
     targets = _targets(jobs)
     return CancelPlan(what=f"sweep {rec.id}/{sweep.name}", launch_id=rec.id, cluster=rec.cluster,
                       slurm_ids=tuple(j.job_id for j in jobs), jobs=_unfinished(db, rec.id, targets),
-                      sweep_ids=(sweep.sweep_id,) if sweep.sweep_id and rec.backend == "wandb" else (), tasks=targets)
+                      sweep_ids=(sweep.sweep_id,) if sweep.sweep_id else (), tasks=targets)
 
 
 def scancel_script(slurm_ids: tuple[str, ...]) -> str:
@@ -172,13 +172,17 @@ def cancel(target: str, yes: bool, accept_new_host_key: bool) -> None:
         from atlas_sweeps.backends import make_backend
         from atlas_sweeps.errors import BackendError
 
-        backend = make_backend("wandb", base_url=profile.wandb_base_url)
+        backend = make_backend(launch.backend, profile=profile)
         for sweep_id in plan.sweep_ids:
             try:
-                backend.stop(sweep_id)
+                done = backend.stop(sweep_id)
             except BackendError:
                 raise
             except Exception as exc:  # noqa: BLE001 - say which sweep and keep the cause
-                raise BackendError(f"could not stop W&B sweep {sweep_id}: {exc}",
+                raise BackendError(f"could not stop {backend.name} sweep {sweep_id}: {exc}",
                                    hint=f"the Slurm jobs are cancelled; retry 'atlas-sweeps cancel {target}'") from exc
-            err.print(f"stopped W&B sweep {sweep_id}", highlight=False)
+            if done:
+                err.print(done, highlight=False)
+            elif not plan.slurm_ids:
+                err.print(f"{plan.what} has no jobs recorded: nothing to cancel")
+                break

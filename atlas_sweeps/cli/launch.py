@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from atlas_sweeps.backends import NAMES as BACKEND_NAMES
 from atlas_sweeps.errors import UsageError
 
 
@@ -34,7 +35,7 @@ def remote_factory(*, accept_new_host_key: bool) -> Callable:
 @click.option("-c", "--cluster", metavar="NAME", help="Cluster profile to use (default: the only one, or default_cluster).")
 @click.option("-n", "--nodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs per sweep: array tasks running at once (local) or agents (wandb). Never sbatch --nodes.")
-@click.option("--backend", type=click.Choice(["wandb", "local"]),
+@click.option("--backend", type=click.Choice(BACKEND_NAMES),
               help="Sweep backend (default: the profile's, else wandb when credentials are found, else local).")
 @click.option("--test-time", type=float, default=1.0, show_default=True, metavar="HOURS",
               help="Hours one run takes, for the compute estimate.")
@@ -100,7 +101,7 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
         from atlas_sweeps.launch.view import dry_run_document, dry_run_root, print_dry_run
         from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE
 
-        backend = make_backend(prepared.backend, **({"dry_run": True} if prepared.backend == "wandb" else {}))
+        backend = make_backend(prepared.backend, profile=prepared.profile, dry_run=True)
         root = dry_run_root(prepared.profile)
         sweeps = prepare_all(prepared, launch_id="DRYRUN", root=root.path, backend=backend,
                              created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE)

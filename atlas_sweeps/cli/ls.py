@@ -21,8 +21,9 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
     from rich.text import Text
 
     from atlas_sweeps import console
+    from atlas_sweeps.backends import backend_of
     from atlas_sweeps.state.store import StateDB
-    from atlas_sweeps.status.poller import stored_status, wandb_counts
+    from atlas_sweeps.status.poller import stored_status, sweep_progress
     from atlas_sweeps.status.view import launch_document
 
     db = StateDB.open_default()
@@ -54,8 +55,8 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
     for rec in launches:
         status = statuses.get(rec.id) or stored_status(db, rec)
         wandb_runs, wandb_error = (None, None)
-        if rec.backend == "wandb" and not refresh:
-            wandb_runs, wandb_error = wandb_counts(db.sweeps(rec.id), base_url=_base_url(rec))
+        if not refresh:  # a refresh's poll fetched them already
+            wandb_runs, wandb_error = sweep_progress(backend_of(rec), db.sweeps(rec.id))
         doc = launch_document(status)
         for sweep in doc["sweeps"]:
             sweep.pop("tasks")
@@ -89,14 +90,3 @@ def _compact(counts: dict[str, int]) -> str:
     """``4 done, 1 running / 6``: zero counts left out, so the column stays narrow."""
     parts = [f"{counts[k]} {k}" for k in ("done", "running", "pending", "failed", "unknown") if counts.get(k)]
     return f"{', '.join(parts) or 'none'} / {counts.get('total', 0)}"
-
-
-def _base_url(rec) -> str | None:  # type: ignore[no-untyped-def]
-    from atlas_sweeps.config.profile import load_profile
-    from atlas_sweeps.errors import UsageError
-    from atlas_sweeps.status.poller import project_dir_of
-
-    try:
-        return load_profile(rec.cluster, project_dir=project_dir_of(rec)).wandb_base_url
-    except UsageError:
-        return None

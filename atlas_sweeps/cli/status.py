@@ -31,11 +31,13 @@ def open_poller(db, launches, *, accept_new_host_key: bool):  # type: ignore[no-
 
         return open_remote(profile(cluster), accept_new_host_key=accept_new_host_key, password_prompt=password_prompt)
 
-    def base_url(cluster: str) -> str | None:
+    def backend_for(rec):  # type: ignore[no-untyped-def]
+        from atlas_sweeps.backends import make_backend
+
         try:
-            return profile(cluster).wandb_base_url
+            return make_backend(rec.backend, profile=profile(rec.cluster))
         except UsageError:
-            return None
+            return make_backend(rec.backend)
 
     def interval() -> float:
         values = []
@@ -46,7 +48,7 @@ def open_poller(db, launches, *, accept_new_host_key: bool):  # type: ignore[no-
                 values.append(15.0)
         return min(values) if values else 15.0
 
-    return Poller(db=db, remote_factory=factory, wandb_base_url=base_url), interval
+    return Poller(db=db, remote_factory=factory, backend_for=backend_for), interval
 
 
 def select_launches(db, launch_ids: tuple[str, ...]):  # type: ignore[no-untyped-def]

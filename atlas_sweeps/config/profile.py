@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from atlas_sweeps.backends import NAMES as BACKEND_NAMES
 from atlas_sweeps.config import profile_values as values
 from atlas_sweeps.config.tomllines import key_line
 from atlas_sweeps.errors import ConfigError, UsageError
@@ -24,7 +25,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PROJECT_FILE = "atlas-sweeps.toml"
-BACKENDS = ("local", "wandb")
 STATUS_INTERVAL_FLOOR = 2.0  # the least any refresh waits (a cluster on this machine, like the sandbox)
 CLUSTER_INTERVAL_FLOOR = 5.0  # the least a profile of a real, shared cluster may set
 _THIS_MACHINE = ("local", "localhost", "127.0.0.1", "::1")
@@ -166,7 +166,7 @@ _CHECKS: dict[str, values.Check] = {
     "setup": values.strings(values.text(example="module load cuda"), example="module load cuda"),
     "wrap": values.text(example="apptainer exec --nv env.sif"),
     "interpreter": _word("python3"),
-    "backend": values.choice(*BACKENDS),
+    "backend": values.choice(*BACKEND_NAMES),
     "excludes": values.strings(values.text(example="data/"), example="data/"),
     "status_interval": values.seconds,
     "template": values.text(example="my.sbatch.j2"),

@@ -37,7 +37,7 @@ def job_name(launch_id: str, sweep: str, chunk: int, chunks: int) -> str:
     return base if chunks == 1 else f"{base}-c{chunk}"
 
 
-def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, backend: str, launch_id: str,
+def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, launch_id: str,
             project: str, entity: str | None) -> dict[str, str]:
     """The environment every task of ``sweep`` gets: tags and group reach runs without program changes."""
     env = {
@@ -53,8 +53,6 @@ def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, back
         env["WANDB_ENTITY"] = entity
     if profile.wandb_base_url:
         env["WANDB_BASE_URL"] = profile.wandb_base_url
-    if backend == "local" and not profile.wandb_online:
-        env["WANDB_MODE"] = "offline"
     return env
 
 
@@ -78,8 +76,8 @@ def prepare_sweep(sweep: PlannedSweep, created: CreatedSweep, *, backend: SweepB
                   entity: str | None, max_array_size: int) -> PreparedSweep:
     """Render ``sweep``'s script and cut its job array into submissions."""
     job = backend.job(sweep, created, layout=layout, wrap=profile.wrap)
-    env = job_env(sweep, layout=layout, profile=profile, backend=backend.name, launch_id=launch_id,
-                  project=project, entity=entity) | job.env
+    env = job_env(sweep, layout=layout, profile=profile, launch_id=launch_id, project=project,
+                  entity=entity) | job.env
     context = ScriptContext(
         launch_id=launch_id, sweep_name=sweep.name, backend=backend.name,
         directives=tuple(profile.slurm.directives()), setup=profile.setup, env=env,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_sweeps.backends import CreatedSweep, SweepBackend, make_backend
+from atlas_sweeps.backends import choose_backend, make_backend
+from atlas_sweeps.backends.base import CreatedSweep, SweepBackend
 from atlas_sweeps.config.composite import CompositeFile, load_composite, resolve_config_path
 from atlas_sweeps.config.profile import Profile, load_profile
 from atlas_sweeps.config.templates import Template, load_template
@@ -92,24 +93,6 @@ def new_launch_id() -> str:
     return first + "".join(secrets.choice(_ID_ALPHABET) for _ in range(5))
 
 
-def _credentials_found(profile: Profile) -> bool:
-    from atlas_sweeps.backends.wandb.credentials import find_api_key, resolve_base_url
-
-    return find_api_key(resolve_base_url(profile.wandb_base_url)) is not None
-
-
-def choose_backend(requested: str | None, profile: Profile) -> tuple[str, str | None]:
-    """The backend to use and, when chosen for the user, a one-line notice saying why."""
-    if requested:
-        return requested, None
-    if profile.backend:
-        return profile.backend, None
-    if _credentials_found(profile):
-        return "wandb", None
-    return "local", ("no W&B credentials found: using the embedded local backend; runs are kept offline "
-                     "on the cluster, upload them later with 'atlas-sweeps sync'")
-
-
 def _check_program(composite: CompositeFile, text: str, *, code_dir: Path) -> None:
     """The program must be in the code that gets synced: jobs run it relative to the snapshot, as W&B's agent
     runs it relative to its working directory. Launching from the wrong directory is the usual cause."""
@@ -148,7 +131,8 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
         from atlas_sweeps.remote.rsync_version import require_local_rsync
 
         require_local_rsync()  # before any login prompt: a Mac's rsync 2.6.9 is refused with the fix
-    plan = build_plan(composite, backend=backend, nodes=options.nodes, test_time=options.test_time,
+    plan = build_plan(composite, backend=backend, expand=make_backend(backend, dry_run=True).expands_runs,
+                      nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter)
     return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
@@ -239,10 +223,7 @@ class Launcher:
 
     # -- the steps ----------------------------------------------------------------------------------
     def _backend(self, prepared: Prepared) -> SweepBackend:
-        options: dict[str, Any] = {}
-        if prepared.backend == "wandb":
-            options = {"base_url": prepared.profile.wandb_base_url}
-        return make_backend(prepared.backend, **options)
+        return make_backend(prepared.backend, profile=prepared.profile)
 
     def _record(self, prepared: Prepared, launch_id: str) -> LaunchRecord:
         from atlas_sweeps.remote.gitinfo import git_info
@@ -319,7 +300,7 @@ class Launcher:
         probe_root = resolve_root(prepared.profile.remote_dir, home=guessed_home(prepared.profile.user))
         [probe] = prepare_all(prepared, launch_id=launch_id, root=probe_root, backend=backend,
                               created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE, sweeps=prepared.plan.sweeps[:1])
-        need = prepared.profile.interpreter if prepared.backend == "local" else "wandb"
+        need = backend.required_command(interpreter=prepared.profile.interpreter)
         script = preflight_script(remote_dir=prepared.profile.remote_dir, setup=prepared.profile.setup,
                                   interpreter=prepared.profile.interpreter, need=need,
                                   test_script=probe.script_text, snapshot_name=launch_id if resuming else None,

@@ -50,9 +50,9 @@ class Plan:
         return sum(s.hours for s in self.sweeps)
 
 
-def build_plan(composite: CompositeFile, *, backend: str, nodes: int, test_time: float, gpus_per_job: int,
-               count: int | None = None, interpreter: str = "python", seed: int = 0) -> Plan:
-    """Count and (for ``local``) expand every sweep; ``nodes`` is jobs per sweep unless the subtest says
+def build_plan(composite: CompositeFile, *, backend: str, expand: bool, nodes: int, test_time: float,
+               gpus_per_job: int, count: int | None = None, interpreter: str = "python", seed: int = 0) -> Plan:
+    """Count every sweep and, when the backend runs one array task per run (``expand``), expand it; ``nodes`` is jobs per sweep unless the subtest says
     ``_num_nodes``. The estimate is runs x test_time x GPUs per job, as the original printed it."""
     if nodes < 1:
         raise UsageError(f"--nodes must be at least 1, not {nodes}")
@@ -63,12 +63,13 @@ def build_plan(composite: CompositeFile, *, backend: str, nodes: int, test_time:
         runs = count_runs(spec.config, count=count)
         jobs = min(spec.num_nodes or nodes, runs) if runs else 0
         argv: tuple[tuple[str, ...], ...] = ()
-        if backend == "local":
+        expanded: tuple[dict[str, object], ...] = ()
+        if expand:
             expanded = tuple(expand_runs(spec.config, count=count, seed=seed))
             argv = tuple(tuple(build_command(spec.config, run, interpreter=interpreter, environ=DEFERRED_ENVIRON,
                                              args_json_file=ARGS_JSON_FILE_TOKEN)) for run in expanded)
             runs = len(argv)
         planned.append(PlannedSweep(spec=spec, runs=runs, jobs=jobs, hours=runs * test_time * gpus_per_job,
-                                    run_argv=argv, run_params=expanded if backend == "local" else ()))
+                                    run_argv=argv, run_params=expanded))
     return Plan(config_path=composite.path, backend=backend, nodes=nodes, test_time=test_time,
                 gpus_per_job=gpus_per_job, sweeps=tuple(planned))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atlas_sweeps.backends.base import SweepBackend
 from atlas_sweeps.errors import is_retryable
 from atlas_sweeps.launch.layout import exit_files
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
@@ -352,9 +353,8 @@ class Poller:
 
     db: StateDB
     remote_factory: Callable[[str], object]  # cluster name -> Remote
-    wandb_base_url: Callable[[str], str | None] = lambda _cluster: None
+    backend_for: Callable[[LaunchRecord], SweepBackend] | None = None  # None: no backend progress fetched
     clock: Callable[[], float] = time.time
-    fetch_wandb: bool = True
     _clusters: dict[str, _Cluster] = field(default_factory=dict)
     calls: int = 0
 
@@ -443,32 +443,29 @@ class Poller:
                              "(killed) is UNKNOWN, last seen as it was")
             if result.sacct_error:
                 notes.append(f"sacct failed: {result.sacct_error}")
-            wandb, werr = self._wandb(rec)
-            if werr:
-                notes.append(werr)
+            progress, perr = self._progress(rec)
+            if perr:
+                notes.append(perr)
             statuses.append(build_launch_status(rec, self.db.sweeps(rec.id), jobs, states=states, log_lines=logs,
-                                                polled=now, accounting=accounting, wandb=wandb,
+                                                polled=now, accounting=accounting, wandb=progress,
                                                 notes=tuple(notes)))
         return statuses
 
-    def _wandb(self, rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:
-        if rec.backend != "wandb" or not self.fetch_wandb:
+    def _progress(self, rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:
+        if self.backend_for is None:
             return None, None
-        return wandb_counts(self.db.sweeps(rec.id), base_url=self.wandb_base_url(rec.cluster))
+        return sweep_progress(self.backend_for(rec), self.db.sweeps(rec.id))
 
 
-def wandb_counts(sweeps: list[SweepRecord], *, base_url: str | None) -> tuple[dict[str, dict[str, int]] | None,
-                                                                               str | None]:
-    """W&B's run counts per sweep id, through the W&B backend's ``fetch_progress`` (imported only here)."""
+def sweep_progress(backend: SweepBackend, sweeps: list[SweepRecord]) -> tuple[dict[str, dict[str, int]] | None,
+                                                                              str | None]:
+    """The backend's run counts per sweep id (None when it keeps none: Slurm's states are the progress), and
+    why they are missing when the backend could not be asked."""
     try:
-        from atlas_sweeps.backends.wandb.progress import fetch_progress
-    except ImportError:
-        return None, None
-    try:
-        progress = fetch_progress([s for s in sweeps if s.sweep_id], base_url=base_url)
-    except Exception as exc:  # noqa: BLE001 - W&B being unreachable must not hide the Slurm table
-        return None, f"W&B progress unavailable: {exc}"
-    return {sid: dict(p.runs_by_state) for sid, p in progress.items()}, None
+        progress = backend.progress([s for s in sweeps if s.sweep_id])
+    except Exception as exc:  # noqa: BLE001 - the backend being unreachable must not hide the Slurm table
+        return None, f"{backend.name} progress unavailable: {exc}"
+    return ({sid: dict(p.runs_by_state) for sid, p in progress.items()} or None), None
 
 
 def _settled(seen: TaskSeen, polled: float | None) -> bool:

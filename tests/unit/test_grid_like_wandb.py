@@ -52,8 +52,8 @@ def test_plan_counts_and_command_lines_keep_values_of_different_types_apart(tmp_
     sweep_file.write_text("program: train.py\nmethod: grid\n_num_trials: 2\nparameters:\n"
                           "  r: [10, 10.0]\n  flag: [1.0, 1, true]\n  lr: [1e-5, 0.00001, 1.0e-5]\n")
     composite = load_composite(sweep_file)
-    wandb = build_plan(composite, backend="wandb", nodes=4, test_time=1, gpus_per_job=1)
-    local = build_plan(composite, backend="local", nodes=4, test_time=1, gpus_per_job=1)
+    wandb = build_plan(composite, backend="wandb", expand=False, nodes=4, test_time=1, gpus_per_job=1)
+    local = build_plan(composite, backend="local", expand=True, nodes=4, test_time=1, gpus_per_job=1)
     assert [s.runs for s in wandb.sweeps] == [s.runs for s in local.sweeps] == [6, 6]
     assert wandb.total_runs == local.total_runs == 12
     for sweep in local.sweeps:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from atlas_sweeps.backends import make_backend
 from atlas_sweeps.backends.local import LocalBackend, encode_argv
 from atlas_sweeps.config.composite import load_composite
 from atlas_sweeps.config.profile import Profile, SlurmOptions
@@ -22,7 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_composite_grid_plan_counts_and_estimate() -> None:
-    plan = build_plan(load_composite(CONFIGS / "composite_grid.yml"), backend="local", nodes=8, test_time=2.0,
+    plan = build_plan(load_composite(CONFIGS / "composite_grid.yml"), backend="local", expand=True, nodes=8, test_time=2.0,
                       gpus_per_job=2)
     assert [s.runs for s in plan.sweeps] == [3, 3]
     assert [s.jobs for s in plan.sweeps] == [3, 3]  # never more concurrent jobs than runs
@@ -36,9 +37,9 @@ def test_composite_grid_plan_counts_and_estimate() -> None:
 def test_bad_nodes_and_test_time() -> None:
     composite = load_composite(CONFIGS / "simple_grid.yml")
     with pytest.raises(UsageError):
-        build_plan(composite, backend="local", nodes=0, test_time=1, gpus_per_job=1)
+        build_plan(composite, backend="local", expand=True, nodes=0, test_time=1, gpus_per_job=1)
     with pytest.raises(UsageError):
-        build_plan(composite, backend="local", nodes=1, test_time=0, gpus_per_job=1)
+        build_plan(composite, backend="local", expand=True, nodes=1, test_time=0, gpus_per_job=1)
 
 
 def test_hostile_values_reach_the_program_verbatim_through_args_files(tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ def test_hostile_values_reach_the_program_verbatim_through_args_files(tmp_path: 
         "  subtests:\n"
         f"    'x;touch {canary},$(id)':\n      n: 1\n")
     composite = load_composite(sweep_file)
-    plan = build_plan(composite, backend="local", nodes=2, test_time=1, gpus_per_job=1)
+    plan = build_plan(composite, backend="local", expand=True, nodes=2, test_time=1, gpus_per_job=1)
     sweep = plan.sweeps[0]
     assert ";" not in sweep.name and "$" not in sweep.name and " " not in sweep.name
     layout = LaunchLayout(root=str(tmp_path / "remote"), launch_id="l1")
@@ -84,12 +85,13 @@ def test_encode_argv_rejects_nul() -> None:
 def test_job_env_offline_unless_online_and_no_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_API_KEY", "local-secret-key-" + "x" * 30)
     composite = load_composite(CONFIGS / "composite_grid.yml")
-    plan = build_plan(composite, backend="local", nodes=2, test_time=1, gpus_per_job=1)
+    plan = build_plan(composite, backend="local", expand=True, nodes=2, test_time=1, gpus_per_job=1)
     layout = LaunchLayout(root="/r", launch_id="l2")
     for online in (False, True):
         profile = Profile(name="t", wandb_online=online, slurm=SlurmOptions(time="0:10:00"))
-        prepared = prepare_sweep(plan.sweeps[0], LocalBackend().create(plan.sweeps[0], launch_id="l2",
-                                 entity="lab", project="proj"), backend=LocalBackend(), profile=profile,
+        backend = make_backend("local", profile=profile)  # set up from the profile, as a launch does
+        prepared = prepare_sweep(plan.sweeps[0], backend.create(plan.sweeps[0], launch_id="l2",
+                                 entity="lab", project="proj"), backend=backend, profile=profile,
                                  layout=layout, template=load_template(None), launch_id="l2", project="proj",
                                  entity="lab", max_array_size=1001)
         text = prepared.script_text
@@ -108,7 +110,7 @@ def test_envvar_and_args_json_file_resolve_on_the_compute_node(tmp_path: Path) -
         "program: prog.py\nmethod: grid\nparameters:\n  lr: {values: [0.1, 0.2]}\n"
         "command: ['${env}', '${interpreter}', '${program}', '--cfg', '${args_json_file}', "
         "'--home=${envvar:NODE_HOME}', '${envvar:NOT_SET_X}']\n")
-    plan = build_plan(load_composite(sweep_file), backend="local", nodes=1, test_time=1, gpus_per_job=1)
+    plan = build_plan(load_composite(sweep_file), backend="local", expand=True, nodes=1, test_time=1, gpus_per_job=1)
     sweep = plan.sweeps[0]
     layout = LaunchLayout(root=str(tmp_path / "remote"), launch_id="l3")
     backend = LocalBackend()

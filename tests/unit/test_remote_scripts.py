@@ -94,7 +94,7 @@ def test_preflight_on_resume_reports_lookup_errors_and_the_snapshot(tmp_path: Pa
 
 
 def _prepared(tmp_path: Path):  # type: ignore[no-untyped-def]
-    plan = build_plan(load_composite(CONFIGS / "composite_grid.yml"), backend="local", nodes=2, test_time=1,
+    plan = build_plan(load_composite(CONFIGS / "composite_grid.yml"), backend="local", expand=True, nodes=2, test_time=1,
                       gpus_per_job=1)
     layout = LaunchLayout(root=str(tmp_path / "root"), launch_id="l1")
     backend = LocalBackend()

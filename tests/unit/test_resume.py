@@ -29,7 +29,7 @@ def _expected(tmp_path: Path, *, runs: int, max_array_size: int) -> dict[tuple[s
     """(sweep, chunk) -> job name of a one-sweep, ``runs``-run launch ``l1``, as the launcher submits it."""
     (tmp_path / "big.yml").write_text("program: main.py\nmethod: grid\nparameters:\n"
                                       f"  x:\n    values: {list(range(runs))}\n")
-    [sweep] = build_plan(load_composite(tmp_path / "big.yml"), backend="local", nodes=4, test_time=1,
+    [sweep] = build_plan(load_composite(tmp_path / "big.yml"), backend="local", expand=True, nodes=4, test_time=1,
                          gpus_per_job=1).sweeps
     backend = LocalBackend()
     prepared = prepare_sweep(sweep, backend.create(sweep, launch_id="l1", entity=None, project="p"),

@@ -210,7 +210,7 @@ def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_pat
     assert plan.tasks == (("12", 1),) and plan.jobs == 1
     db.record_task_states(cancelled_states(db.task_states("new"), plan, now=time.time()))
     cluster = _FakeCluster(tmp_path)
-    poller = Poller(db=db, remote_factory=lambda _name: cluster, fetch_wandb=False)
+    poller = Poller(db=db, remote_factory=lambda _name: cluster)
     # Right after scancel: task 1 left squeue; sacct's remainder record still names it PENDING.
     cluster.answer(squeue="12|0|13|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n",
                    sacct="12_[1%1]|12|PENDING|0:0|00:00:00|00:10:00|Unknown|Unknown|None assigned|None\n")
@@ -242,7 +242,7 @@ def test_a_recorded_cancel_is_checked_by_one_poll(tmp_path: Path) -> None:
     cluster = _FakeCluster(tmp_path)
     cluster.answer(squeue="", sacct="12_0|13|COMPLETED|0:0|00:00:09|00:10:00|x|y|vm|None\n"
                                     "12_1|12|CANCELLED by 0|0:0|00:00:00|00:10:00|None|y|None assigned|None\n")
-    polled = Poller(db=db, remote_factory=lambda _name: cluster, fetch_wandb=False).poll([db.launch("new")])
+    polled = Poller(db=db, remote_factory=lambda _name: cluster).poll([db.launch("new")])
     assert cluster.scripts == 1
     assert [(t.state.state, t.state.source) for t in polled.launches[0].tasks] == [("COMPLETED", "sacct"),
                                                                                   ("CANCELLED", "sacct")]

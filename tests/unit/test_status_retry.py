@@ -54,7 +54,7 @@ def test_a_poll_keeps_transient_errors_to_retry_and_names_one_it_cannot_fix(tmp_
     def refused(_cluster: str) -> object:
         raise RemoteError("cannot connect to h:22: Connection refused")
 
-    snap = Poller(db=db, remote_factory=refused, fetch_wandb=False).poll(launches)
+    snap = Poller(db=db, remote_factory=refused).poll(launches)
     assert snap.error and "Connection refused" in snap.error and snap.stale and snap.fatal is None
 
     changed = HostKeyError("the host key of h has CHANGED")
@@ -62,7 +62,7 @@ def test_a_poll_keeps_transient_errors_to_retry_and_names_one_it_cannot_fix(tmp_
     def changed_key(_cluster: str) -> object:
         raise changed
 
-    snap = Poller(db=db, remote_factory=changed_key, fetch_wandb=False).poll(launches)
+    snap = Poller(db=db, remote_factory=changed_key).poll(launches)
     assert snap.fatal is changed and snap.error and "CHANGED" in snap.error and snap.stale
 
 

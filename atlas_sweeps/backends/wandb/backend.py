@@ -9,10 +9,10 @@ import contextlib
 import io
 import os
 import shlex
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from atlas_sweeps.backends.base import CreatedSweep, JobCommand
+from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepProgress
 from atlas_sweeps.backends.wandb.credentials import (
     app_url,
     check_viewer,
@@ -24,6 +24,9 @@ from atlas_sweeps.errors import BackendError
 from atlas_sweeps.launch.layout import LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
+
+if TYPE_CHECKING:
+    from atlas_sweeps.state.store import SweepRecord
 
 WRAPPER_NAME = "python-wrapper.py"
 
@@ -75,6 +78,8 @@ class WandbBackend:
     """W&B sweeps; ``sweep_id`` is recorded as ``entity/project/id``, the path ``wandb agent`` takes."""
 
     name = "wandb"
+    expands_runs = False  # W&B's sweep controller hands runs to the agents
+    offline_runs = False
 
     def __init__(self, *, base_url: str | None = None, dry_run: bool = False) -> None:
         self.base_url = resolve_base_url(base_url)
@@ -97,25 +102,17 @@ class WandbBackend:
                                     "or WANDB_ENTITY")
 
     def remote_checks(self) -> tuple[str, ...]:
-        """Bash lines: the cluster user has their own credentials for this server (WANDB_API_KEY in the
-        environment, or the netrc entry ``wandb login`` writes) and the netrc file is private."""
-        machine = shlex.quote(netrc_machine(self.base_url))
-        missing = (f"no W&B credentials for {self.base_url} on the cluster for user $(id -un): run "
-                   f"'wandb login --host {self.base_url}' on the login node (after the profile's set-up "
-                   f"lines), or export WANDB_API_KEY in your shell start-up files there")
-        return (
-            EMIT_FUNCTION,
-            'wandb_netrc="${NETRC:-$HOME/.netrc}"',
-            'if [ -z "${WANDB_API_KEY:-}" ]; then',
-            f"  if ! [ -r \"$wandb_netrc\" ] || ! awk -v m={machine} "
-            "'{for (i = 1; i < NF; i++) if ($i == \"machine\" && $(i+1) == m) f = 1} END {exit !f}' "
-            '"$wandb_netrc" 2>/dev/null; then',
-            f'    emit problem "{_dq(missing)}"',
-            '  elif [ -n "$(find "$wandb_netrc" -maxdepth 0 -perm /077 2>/dev/null)" ]; then',
-            '    emit problem "$wandb_netrc is readable by others, so wandb ignores it: chmod 600 $wandb_netrc"',
-            "  fi",
-            "fi",
-        )
+        """Bash lines: the cluster user has their own credentials for this server."""
+        return cluster_credential_checks(self.base_url)
+
+    def required_command(self, *, interpreter: str) -> str:
+        return "wandb"
+
+    def progress(self, sweeps: Sequence[SweepRecord]) -> dict[str, SweepProgress]:
+        """Runs per state of each W&B sweep, one query per sweep, cached a few seconds (no wandb import)."""
+        from atlas_sweeps.backends.wandb.progress import fetch_progress
+
+        return fetch_progress(list(sweeps), base_url=self.base_url)
 
     # -- creating and stopping sweeps -------------------------------------------------------------
     def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
@@ -142,7 +139,7 @@ class WandbBackend:
         path = f"{entity}/{project}/{sweep_id}"
         return CreatedSweep(sweep_id=path, url=f"{app_url(self.base_url)}/{entity}/{project}/sweeps/{sweep_id}")
 
-    def stop(self, sweep_id: str) -> None:
+    def stop(self, sweep_id: str) -> str | None:
         """Finish the sweep at W&B: running runs go on, no new ones start (what ``wandb sweep --stop`` does)."""
         from atlas_sweeps.backends.wandb.progress import SweepPath, query_sweep
 
@@ -155,9 +152,10 @@ class WandbBackend:
         if node is None:
             raise BackendError(f"W&B has no sweep {sweep_id} on {self.base_url}")
         if str(node.get("state") or "").upper() in ("FINISHED", "CANCELED", "CRASHED", "FAILED"):
-            return
+            return f"W&B sweep {sweep_id} had already ended"
         client.execute(_STOP_MUTATION, {"id": node["id"], "state": "FINISHED", "entityName": path.entity,
                                         "projectName": path.project}, operation="UpsertSweep")
+        return f"stopped W&B sweep {sweep_id}"
 
     # -- what jobs run ---------------------------------------------------------------------------
     def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
@@ -198,6 +196,28 @@ mutation UpsertSweep($id: ID, $state: String, $entityName: String, $projectName:
     }
 }
 """
+
+
+def cluster_credential_checks(base_url: str) -> tuple[str, ...]:
+    """Bash lines that ``emit problem`` unless the cluster user has their own credentials for ``base_url``
+    (WANDB_API_KEY in the environment, or the netrc entry ``wandb login`` writes) in a private netrc file."""
+    machine = shlex.quote(netrc_machine(base_url))
+    missing = (f"no W&B credentials for {base_url} on the cluster for user $(id -un): run "
+               f"'wandb login --host {base_url}' on the login node (after the profile's set-up "
+               f"lines), or export WANDB_API_KEY in your shell start-up files there")
+    return (
+        EMIT_FUNCTION,
+        'wandb_netrc="${NETRC:-$HOME/.netrc}"',
+        'if [ -z "${WANDB_API_KEY:-}" ]; then',
+        f"  if ! [ -r \"$wandb_netrc\" ] || ! awk -v m={machine} "
+        "'{for (i = 1; i < NF; i++) if ($i == \"machine\" && $(i+1) == m) f = 1} END {exit !f}' "
+        '"$wandb_netrc" 2>/dev/null; then',
+        f'    emit problem "{_dq(missing)}"',
+        '  elif [ -n "$(find "$wandb_netrc" -maxdepth 0 -perm /077 2>/dev/null)" ]; then',
+        '    emit problem "$wandb_netrc is readable by others, so wandb ignores it: chmod 600 $wandb_netrc"',
+        "  fi",
+        "fi",
+    )
 
 
 def sweep_config(sweep: PlannedSweep, *, launch_id: str) -> dict[str, Any]:

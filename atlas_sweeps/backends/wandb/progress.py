@@ -58,13 +58,10 @@ def query_sweep(client: Any, path: SweepPath) -> dict[str, Any] | None:
 
 
 def progress_from_node(node: dict[str, Any]) -> SweepProgress:
-    """Runs per (lower-case) state, the expected total and the sweep's state, from a sweep node."""
+    """Runs per (lower-case) state, from a sweep node."""
     edges = ((node.get("runs") or {}).get("edges")) or []
     states = Counter(str((e.get("node") or {}).get("state") or "unknown").lower() for e in edges)
-    expected = node.get("runCountExpected")
-    state = node.get("state")
-    return SweepProgress(runs_by_state=dict(states), expected=int(expected) if expected is not None else None,
-                         state=str(state).lower() if state else None)
+    return SweepProgress(runs_by_state=dict(states))
 
 
 _cache: dict[tuple[str, str], tuple[float, SweepProgress | None]] = {}

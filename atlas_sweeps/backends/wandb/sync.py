@@ -1,4 +1,4 @@
-"""``sync``: upload the offline runs of local-backend launches with ``wandb sync``, run on the login node (where
+"""``sync``: upload the offline runs of launches whose backend logs offline (local) with ``wandb sync``, run on the login node (where
 the internet is) over the one SSH session, with the cluster user's own W&B credentials. Runs were written
 with WANDB_RUN_GROUP/WANDB_TAGS set, so they arrive linked to their group and tags; runs already synced
 (wandb leaves a ``*.wandb.synced`` marker) are skipped, so syncing again is safe."""
@@ -48,20 +48,30 @@ def select_launches(db: StateDB, launch_id: str | None) -> list[LaunchRecord]:
         record = db.launch(launch_id)
         if record is None:
             raise UsageError(f"no launch '{launch_id}' in the state database", hint="'atlas-sweeps ls' lists launches")
-        if record.backend != "local":
+        if not _offline(record):
             raise UsageError(f"launch {launch_id} used the {record.backend} backend: its runs went to W&B "
-                             "online already", hint="sync is for launches of the local backend")
+                             "online already", hint="sync is for launches whose runs were logged offline")
         return [record]
-    return [r for r in db.launches() if r.backend == "local" and r.snapshot]
+    return [r for r in db.launches() if _offline(r) and r.snapshot]
+
+
+def _offline(record: LaunchRecord) -> bool:
+    """Whether the launch's runs were logged offline, by its backend (as set up then, without a profile)."""
+    from atlas_sweeps.backends import make_backend
+
+    try:
+        return make_backend(record.backend).offline_runs
+    except UsageError:
+        return False  # a backend this version does not know
 
 
 def sync_script(launches: list[LaunchRecord], *, profile: Profile, dry_run: bool) -> str:
     """The remote script: set-up lines, the credential check, then per launch a ``found`` fact and (unless
     ``dry_run``) ``wandb sync`` over the launch's unsynced offline runs and a ``synced`` fact with its exit code."""
-    from atlas_sweeps.backends.wandb.backend import WandbBackend
+    from atlas_sweeps.backends.wandb.backend import cluster_credential_checks
 
     base_url = resolve_base_url(profile.wandb_base_url)
-    checks = "\n".join(WandbBackend(base_url=base_url).remote_checks())
+    checks = "\n".join(cluster_credential_checks(base_url))
     lines = [
         EMIT_FUNCTION,
         "exec 3>&1 1>&2  # set-up lines and wandb may print; facts go to fd 3",
