@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """The hint for an unknown key: the closest known one, else the list of known ones."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(choices)
+
 
 class AtlasError(Exception):
     """Base of every error the tool reports to a user. ``exit_code`` is what the CLI exits with;

@@ -71,11 +71,6 @@ def args_json(run: Mapping[str, Any]) -> str:
     return str(command_args(run)["args_json"][0])
 
 
-def uses_args_json_file(config: Mapping[str, Any]) -> bool:
-    """Whether the sweep's command needs a file holding :func:`args_json` (see build_command)."""
-    return "${args_json_file}" in [str(c) for c in (config.get("command") or [])]
-
-
 def build_command(config: Mapping[str, Any], run: Mapping[str, Any], *, interpreter: str = "python",
                   env: str | None = "/usr/bin/env", args_json_file: str | None = None,
                   environ: Mapping[str, str] | None = None) -> list[str]:

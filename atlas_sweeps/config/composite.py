@@ -4,7 +4,6 @@ with the subtest, subtest wins), validated here so mistakes surface as file:line
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Hashable
@@ -21,7 +20,7 @@ from atlas_sweeps.config.params import (
     param_kind,
 )
 from atlas_sweeps.config.yamlfile import LineMap, load_yaml
-from atlas_sweeps.errors import ConfigError
+from atlas_sweeps.errors import ConfigError, did_you_mean
 
 # W&B's sweep config schema (sweeps/config/schema.json, top level) plus our private keys.
 WANDB_KEYS = ("program", "method", "parameters", "metric", "metrics", "command", "early_terminate",
@@ -41,13 +40,13 @@ _MAX_TAG_TEXT = 80
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """One sweep to create: its safe name, its tags, the W&B config, and how many jobs/trials."""
+    """One sweep to create: its safe name (``-t<trial>`` for a ``_num_trials`` copy), its tags, the W&B config,
+    and how many jobs."""
 
     name: str
     tags: tuple[str, ...]
     config: dict[str, Any]
     num_nodes: int | None
-    trial: int | None
     line: int
 
 
@@ -97,11 +96,6 @@ class _Checker:
         return value
 
 
-def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(choices)
-
-
 def _normalise(ck: _Checker, params: Any, at: tuple[Hashable, ...]) -> dict[str, Any]:
     """Shorthand to full dicts (scalar → {value}, list → {values}), recursively, with checks."""
     if not isinstance(params, dict) or not params:
@@ -124,7 +118,7 @@ def _normalise(ck: _Checker, params: Any, at: tuple[Hashable, ...]) -> dict[str,
             cfg = dict(cfg)
         unknown = [k for k in cfg if k not in PARAM_KEYS]
         if unknown:
-            raise ck.fail(f"parameter {name!r}: unknown key {unknown[0]!r}, {_did_you_mean(str(unknown[0]), PARAM_KEYS)}",
+            raise ck.fail(f"parameter {name!r}: unknown key {unknown[0]!r}, {did_you_mean(str(unknown[0]), PARAM_KEYS)}",
                           here + (unknown[0],),
                           hint=f"to pass a mapping as a constant write {name}: {{value: {{...}}}}")
         if "parameters" in cfg:
@@ -143,7 +137,7 @@ def _normalise(ck: _Checker, params: Any, at: tuple[Hashable, ...]) -> dict[str,
                               here + ("probabilities",))
         if "distribution" in cfg and cfg["distribution"] not in DISTRIBUTIONS:
             raise ck.fail(f"parameter {name!r}: unknown distribution {cfg['distribution']!r}, "
-                          + _did_you_mean(str(cfg["distribution"]), DISTRIBUTIONS), here + ("distribution",))
+                          + did_you_mean(str(cfg["distribution"]), DISTRIBUTIONS), here + ("distribution",))
         out[name] = cfg
     return out
 
@@ -153,13 +147,13 @@ def _check_top(ck: _Checker, data: dict[str, Any]) -> None:
     for key in data:
         if key not in WANDB_KEYS and key not in PRIVATE_KEYS:
             hint = ("`subtests:` goes inside `parameters:`" if key == "subtests"
-                    else _did_you_mean(str(key), WANDB_KEYS + PRIVATE_KEYS))
+                    else did_you_mean(str(key), WANDB_KEYS + PRIVATE_KEYS))
             raise ck.fail(f"unknown top-level key {key!r}", (key,), hint=hint)
     method = data.get("method")
     if method is None:
         raise ck.fail("no `method`", (), hint="add method: grid (or random, bayes)")
     if method not in METHODS:
-        close = _did_you_mean(str(method), METHODS) if isinstance(method, str) else ""
+        close = did_you_mean(str(method), METHODS) if isinstance(method, str) else ""
         raise ck.fail(f"unknown method {method!r} {close}".strip(), ("method",),
                       hint="use grid, random or bayes")
     if method == "bayes" and not data.get("metric"):
@@ -184,7 +178,7 @@ def _check_top(ck: _Checker, data: dict[str, Any]) -> None:
                                   ("command", i), hint="use ${args_json} or ${args}")
                 if macro not in COMMAND_MACROS:
                     raise ck.fail(f"unknown command macro {text!r} (W&B's agent would drop it silently), "
-                                  + _did_you_mean(macro, COMMAND_MACROS), ("command", i))
+                                  + did_you_mean(macro, COMMAND_MACROS), ("command", i))
     uses_program = command is None or not command or any(str(c) == "${program}" for c in command)
     program = data.get("program")
     if uses_program and not (isinstance(program, str) and program.strip()):
@@ -330,7 +324,7 @@ def load_composite(path: Path, *, tags_param: str | None = None) -> CompositeFil
             config = {**top, "parameters": params}
             sweeps.append(SweepSpec(
                 name=name if trial is None else f"{name}-t{trial}", tags=tags,
-                config=_copy(config), num_nodes=nodes, trial=trial, line=line))
+                config=_copy(config), num_nodes=nodes, line=line))
     return CompositeFile(path=path, sweeps=tuple(sweeps))
 
 

@@ -22,7 +22,6 @@ DISTRIBUTIONS = (
     "q_log_uniform", "q_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal",
     "beta", "q_beta",
 )
-_GRID_KINDS = ("constant", "categorical", "int_uniform", "q_uniform")
 PARAM_KEYS = ("value", "values", "distribution", "min", "max", "mu", "sigma", "q", "probabilities",
               "a", "b", "parameters")
 

@@ -6,7 +6,6 @@ CLI flags that override single options pass the same checks."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -17,7 +16,8 @@ from typing import Any
 from atlas_sweeps.backends import NAMES as BACKEND_NAMES
 from atlas_sweeps.config import profile_values as values
 from atlas_sweeps.config.tomllines import key_line
-from atlas_sweeps.errors import ConfigError, UsageError
+from atlas_sweeps.errors import ConfigError, UsageError, did_you_mean
+from atlas_sweeps.remote.base import LOCAL_HOST, on_this_machine
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,7 +27,6 @@ else:  # pragma: no cover
 PROJECT_FILE = "atlas-sweeps.toml"
 STATUS_INTERVAL_FLOOR = 2.0  # the least any refresh waits (a cluster on this machine, like the sandbox)
 CLUSTER_INTERVAL_FLOOR = 5.0  # the least a profile of a real, shared cluster may set
-_THIS_MACHINE = ("local", "localhost", "127.0.0.1", "::1")
 
 
 def config_home() -> Path:
@@ -80,7 +79,7 @@ class Profile:
     """One cluster: login node, remote directory, job environment and defaults."""
 
     name: str
-    host: str = "local"
+    host: str = LOCAL_HOST
     port: int | None = None
     user: str | None = None
     identity_file: str | None = None
@@ -101,11 +100,6 @@ class Profile:
     source: str | None = None
     project_file: str | None = None
     project_keys: tuple[str, ...] = ()
-
-    @property
-    def is_local(self) -> bool:
-        """True when jobs are submitted from this machine, without SSH."""
-        return self.host in ("local", "localhost-no-ssh")
 
     @property
     def project_note(self) -> str | None:
@@ -189,11 +183,6 @@ _CHECKS: dict[str, values.Check] = {
 }
 
 
-def _did_you_mean(key: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
-
-
 @dataclass(frozen=True)
 class _TomlFile:
     """A parsed TOML file with its text, for the line of each key in errors."""
@@ -257,7 +246,7 @@ def _checked(name: str, file: _TomlFile, table: dict[str, Any], *, prefix: tuple
             known = {k.rpartition(".")[2] for k in _CHECKS if k.rpartition(".")[0] == section}
             what = f"[{section}] key" if section else "key"
             raise file.error(f"unknown {what} '{key}' in profile '{name}'", where,
-                             hint=_did_you_mean(key, known | (set() if section else {"slurm", "wandb"})))
+                             hint=did_you_mean(key, sorted(known | (set() if section else {"slurm", "wandb"}))))
         try:
             out[dotted] = check(value)
         except values.Invalid as exc:
@@ -276,7 +265,7 @@ def _profile(name: str, settings: dict[str, Any], *, source: str, project: str |
 
 
 def _check_interval(profile: Profile, file: _TomlFile, where: tuple[str, ...]) -> None:
-    floor = STATUS_INTERVAL_FLOOR if profile.host in _THIS_MACHINE else CLUSTER_INTERVAL_FLOOR
+    floor = STATUS_INTERVAL_FLOOR if on_this_machine(profile.host) else CLUSTER_INTERVAL_FLOOR
     if profile.status_interval < floor:
         raise file.error(f"profile '{profile.name}': status_interval {profile.status_interval:g} is below the "
                          f"floor of {floor:g} s", where,
@@ -300,7 +289,7 @@ def _read_project(project_dir: Path) -> _Project:
     for key in file.data:
         if key not in ("clusters", "default_cluster"):
             raise file.error(f"unknown key '{key}' in the project file", (key,),
-                             hint=_did_you_mean(key, {"clusters", "default_cluster"}))
+                             hint=did_you_mean(key, ["clusters", "default_cluster"]))
     clusters = file.data.get("clusters", {})
     if not isinstance(clusters, dict):
         raise file.error("clusters must hold tables, one per cluster: [clusters.NAME]", ("clusters",))

@@ -16,6 +16,7 @@ from atlas_sweeps.config.profile import Profile
 from atlas_sweeps.launch.jobs import PreparedSweep
 from atlas_sweeps.launch.launcher import LaunchResult, Prepared
 from atlas_sweeps.launch.layout import guessed_home, is_under_home, resolve_root
+from atlas_sweeps.remote.base import runs_here
 
 
 def hours_text(hours: float) -> str:
@@ -42,7 +43,7 @@ def dry_run_root(profile: Profile) -> DryRunRoot:
     log in) and resolved for real by the preflight at launch."""
     if not is_under_home(profile.remote_dir):
         return DryRunRoot(path=profile.remote_dir)
-    if profile.is_local and profile.source is not None:
+    if runs_here(profile.host) and profile.source is not None:
         return DryRunRoot(path=resolve_root(profile.remote_dir, home=str(Path.home())))
     home = guessed_home(profile.user)
     return DryRunRoot(path=resolve_root(profile.remote_dir, home=home),

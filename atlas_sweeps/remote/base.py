@@ -137,9 +137,23 @@ class CallCounter:
             self._calls += 1
 
 
+LOCAL_HOST = "local"  # a profile's ``host`` that means: the login node is this machine, no SSH
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def runs_here(host: str | None) -> bool:
+    """No SSH: commands run on this machine (``host = "local"``, or none given)."""
+    return host in (None, "", LOCAL_HOST)
+
+
+def on_this_machine(host: str | None) -> bool:
+    """The cluster is this machine, with or without SSH to loopback (the sandbox, a cluster on a laptop)."""
+    return runs_here(host) or host in _LOOPBACK
+
+
 @dataclass(frozen=True)
 class RemoteTarget:
-    """Where the login node is. ``host`` of None or ``"local"`` means this machine (no SSH)."""
+    """Where the login node is (``runs_here``: this machine, no SSH)."""
 
     host: str | None = None
     port: int | None = None
@@ -149,7 +163,7 @@ class RemoteTarget:
 
     @property
     def is_local(self) -> bool:
-        return self.host in (None, "", "local")
+        return runs_here(self.host)
 
     @classmethod
     def from_profile(cls, profile_like: Any) -> RemoteTarget:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from atlas_sweeps.config.commandline import args_json, build_command, uses_args_json_file
+from atlas_sweeps.config.commandline import args_json, build_command
 from atlas_sweeps.config.params import expand_runs
 from atlas_sweeps.errors import ConfigError
 
@@ -89,7 +89,6 @@ def test_args_json_file_matches_wandb_given_the_path(tmp_path: Path, monkeypatch
     written = Path(expected[-1]).read_text()
     assert build_command(config, run, args_json_file=expected[-1]) == expected
     assert args_json(run) == written
-    assert uses_args_json_file(config) and not uses_args_json_file({"program": "p.py"})
     with pytest.raises(ConfigError, match=r"\$\{args_json_file\}"):
         build_command(config, run)
 

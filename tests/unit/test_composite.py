@@ -42,7 +42,7 @@ def test_composite_grid_gives_two_tagged_sweeps_with_shared_parameters() -> None
     assert [s.name for s in composite.sweeps] == ["composite_grid_iso_tests-hp1_iso",
                                                   "composite_grid_iso_tests-hp2_iso"]
     assert [s.line for s in composite.sweeps] == [14, 23]
-    assert all(s.num_nodes is None and s.trial is None for s in composite.sweeps)
+    assert all(s.num_nodes is None and not s.name.endswith("-t0") for s in composite.sweeps)
 
 
 def test_plain_wandb_file_is_one_untagged_sweep_named_after_the_file() -> None:
@@ -117,9 +117,8 @@ parameters:
       _num_trials: {value: 3}
 """)
     sweeps = load_composite(path).sweeps
-    assert [(s.name, s.trial, s.num_nodes) for s in sweeps] == [
-        ("sweep_a-t0", 0, 4), ("sweep_a-t1", 1, 4),
-        ("sweep_b-t0", 0, None), ("sweep_b-t1", 1, None), ("sweep_b-t2", 2, None),
+    assert [(s.name, s.num_nodes) for s in sweeps] == [
+        ("sweep_a-t0", 4), ("sweep_a-t1", 4), ("sweep_b-t0", None), ("sweep_b-t1", None), ("sweep_b-t2", None),
     ]
     for s in sweeps:
         assert "_num_trials" not in s.config and "_num_trials" not in s.config["parameters"]
@@ -132,7 +131,7 @@ parameters:
 def test_shared_num_nodes_and_trials_apply_to_every_subtest(tmp_path: Path) -> None:
     path = write(tmp_path, "program: p.py\nmethod: grid\nparameters:\n  _num_nodes: 2\n  _num_trials: 1\n"
                            "  subtests:\n    a: {x: 1}\n    b: {x: 2, _num_nodes: 5}\n")
-    assert [(s.num_nodes, s.trial) for s in load_composite(path).sweeps] == [(2, 0), (5, 0)]
+    assert [(s.name, s.num_nodes) for s in load_composite(path).sweeps] == [("sweep_a-t0", 2), ("sweep_b-t0", 5)]
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "2.5", "two", "true", "{values: [1, 2]}"])

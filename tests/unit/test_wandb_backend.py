@@ -47,48 +47,56 @@ def _plan(backend: str = "wandb", nodes: int = 2) -> list[PlannedSweep]:
                            expand=backend == "local", nodes=nodes, test_time=1, gpus_per_job=1).sweeps)
 
 
-def _elapsed(fn) -> float:  # type: ignore[no-untyped-def]
+def _failure(fn) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+    """How long ``fn`` took to raise its BackendError, and the error's message."""
     start = time.monotonic()
     with pytest.raises(BackendError) as info:
         fn()
-    took = time.monotonic() - start
-    _elapsed.message = str(info.value)  # type: ignore[attr-defined]
-    return took
+    return time.monotonic() - start, str(info.value)
 
 
 # -- preflight: every failure is clear and quick --------------------------------------------------------
-def test_preflight_passes_and_learns_the_default_entity(w_env: StandinServer) -> None:
+def test_preflight_is_one_query_and_learns_the_default_entity(w_env: StandinServer) -> None:
     backend = WandbBackend(base_url=w_env.base_url)
-    backend.preflight(entity=None, project="p")
-    backend.preflight(entity=w_env.entity, project="p")
+    mark = len(w_env.operations)
+    backend.preflight(entity=None, project="unit-entity")
+    assert w_env.ops_since(mark) == ["Viewer"]
+    made = backend.create(_plan()[0], launch_id="ent01", entity=None, project="unit-entity")
+    assert made.sweep_id.split("/")[0] == w_env.entity  # the key's own entity, learnt by the preflight
+    backend.preflight(entity=w_env.entity, project="unit-entity")  # naming it is fine too
 
 
 def test_missing_key_fails_at_once_saying_how_to_log_in(w_env: StandinServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY")
-    took = _elapsed(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity=None, project="p"))
-    assert took < 2 and f"wandb login --relogin --host {w_env.base_url}" in _elapsed.message  # type: ignore[attr-defined]
+    took, message = _failure(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity=None, project="p"))
+    assert took < 2 and f"wandb login --relogin --host {w_env.base_url}" in message
 
 
 def test_key_from_netrc_entry_with_port_is_used(w_env: StandinServer, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY")
     netrc = tmp_path / "netrc"
-    netrc.write_text(f"machine {w_env.host}:{w_env.port}\n  login user\n  password {w_env.api_key}\n")
+    netrc.write_text(f"machine {w_env.host}:{w_env.port}\n  login user\n  password {'y' * 40}\n")
     netrc.chmod(0o600)
+    _, message = _failure(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity=None, project="p"))
+    assert "refused the API key" in message  # the netrc entry is the key sent
+    netrc.write_text(f"machine {w_env.host}:{w_env.port}\n  login user\n  password {w_env.api_key}\n")
+    mark = len(w_env.operations)
     WandbBackend(base_url=w_env.base_url).preflight(entity=None, project="p")
+    assert w_env.ops_since(mark) == ["Viewer"]  # accepted: the stand-in logs authenticated requests only
 
 
 def test_wrong_key_unreachable_server_and_bad_entity_fail_in_seconds(w_env: StandinServer,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert _elapsed(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity=None, project="p")) < 3
-    assert "refused the API key" in _elapsed.message  # type: ignore[attr-defined]
+    took, message = _failure(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity=None, project="p"))
+    assert took < 3 and "refused the API key" in message
     monkeypatch.setenv("WANDB_API_KEY", w_env.api_key)
-    assert _elapsed(lambda: WandbBackend(base_url="http://127.0.0.1:9").preflight(entity=None, project="p")) < 3
-    assert "cannot reach the W&B server http://127.0.0.1:9" in _elapsed.message  # type: ignore[attr-defined]
-    assert _elapsed(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity="nobody", project="p")) < 3
-    assert "entity 'nobody'" in _elapsed.message and w_env.entity in _elapsed.message  # type: ignore[attr-defined]
+    took, message = _failure(lambda: WandbBackend(base_url="http://127.0.0.1:9").preflight(entity=None, project="p"))
+    assert took < 3 and "cannot reach the W&B server http://127.0.0.1:9" in message
+    took, message = _failure(lambda: WandbBackend(base_url=w_env.base_url).preflight(entity="nobody", project="p"))
+    assert took < 3 and "entity 'nobody'" in message and w_env.entity in message
 
 
 def test_dry_run_contacts_nothing_and_needs_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
