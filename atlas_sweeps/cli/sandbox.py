@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -53,7 +52,7 @@ def sandbox() -> None:
               help="With --release: the mirror debootstrap fetches from [default: the one apt uses here].")
 def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctld_port: int | None,
        slurmd_port: int | None, slurmdbd_port: int | None, mysql_port: int | None, min_job_age: int | None,
-       no_profile: bool, no_venv: bool, mirror: str | None) -> None:
+       no_profile: bool, no_venv: bool, mirror: str | None) -> int:
     """Install what is missing and start every component (idempotent)."""
     from atlas_sweeps import sandbox as api
 
@@ -65,7 +64,7 @@ def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctl
                              "(it has no accounting and no venv)", hint="leave them out")
         _up_release(release, root=root, ssh_port=ssh_port, slurmctld_port=slurmctld_port,
                     slurmd_port=slurmd_port, min_job_age=min_job_age, mirror=mirror, no_profile=no_profile)
-        return
+        return 0
     if mirror is not None:
         raise UsageError("--mirror is for --release only (the host's sandbox installs with the host's apt)",
                          hint="add --release NAME, or leave --mirror out")
@@ -78,6 +77,7 @@ def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctl
                f"-i {info.paths.user_key(s.user)} -o UserKnownHostsFile={info.paths.known_hosts} "
                f"{s.user}@127.0.0.1", soft_wrap=True)
     _print_profiles(info.profiles)
+    return 0
 
 
 def _print_profiles(profiles: dict[str, Path]) -> None:
@@ -103,7 +103,7 @@ def _up_release(name: str, *, root: Path | None, ssh_port: int | None, slurmctld
 @_root_option
 @_release_option
 @click.option("--only", type=click.Choice(COMPONENTS), default=None, help="Stop just this component.")
-def down(*, root: Path | None, release: str | None, only: str | None) -> None:
+def down(*, root: Path | None, release: str | None, only: str | None) -> int:
     """Stop the sandbox's own processes (by pid: TERM, then KILL); with --release also unmount its chroot's
     /proc, /sys and /dev."""
     from atlas_sweeps import sandbox as api
@@ -117,13 +117,14 @@ def down(*, root: Path | None, release: str | None, only: str | None) -> None:
     else:
         stopped = api.down(root=root, only=only, log=_log)
     _err.print("nothing was running" if not stopped else f"[green]stopped[/] {', '.join(stopped)}")
+    return 0
 
 
 @sandbox.command()
 @_root_option
 @_release_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
-def status(*, root: Path | None, release: str | None, as_json: bool) -> None:
+def status(*, root: Path | None, release: str | None, as_json: bool) -> int:
     """Show each component's pid, liveness and port; exit 1 when any is down."""
     from atlas_sweeps import sandbox as api
 
@@ -146,8 +147,7 @@ def status(*, root: Path | None, release: str | None, as_json: bool) -> None:
         for c in st.components:
             table.add_row(c.name, str(c.pid or "-"), _mark(c.alive), _mark(c.answering), c.endpoint)
         Console().print(table)
-    if not st.ok:
-        sys.exit(1)
+    return 0 if st.ok else 1
 
 
 def _mark(ok: bool) -> str:
