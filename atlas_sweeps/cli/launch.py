@@ -8,25 +8,9 @@ from pathlib import Path
 
 import click
 
+# password_prompt: cli/status.py and cli/tail.py still import it from here (until they import cli/_session.py)
+from atlas_sweeps.cli._session import password_prompt, remote_factory  # noqa: F401
 from atlas_sweeps.errors import UsageError
-
-
-def password_prompt(prompt: str) -> str:
-    """Ask on the terminal (for clusters that want a password or a one-time code after the key)."""
-    import getpass
-
-    return getpass.getpass(prompt.strip() + " " if prompt.strip() else "Password: ")
-
-
-def remote_factory(*, accept_new_host_key: bool) -> Callable:
-    """Opens the one session of this invocation for a profile."""
-
-    def factory(profile):  # type: ignore[no-untyped-def]
-        from atlas_sweeps.remote import open_remote
-
-        return open_remote(profile, accept_new_host_key=accept_new_host_key, password_prompt=password_prompt)
-
-    return factory
 
 
 @click.command()

@@ -156,3 +156,12 @@ def test_main_returns_the_commands_code_and_maps_errors_in_one_place(
     assert main(["no-such-command"]) == 2
     assert main(["launch", "--help"]) == 0 and "Usage: atlas-sweeps launch" in capsys.readouterr().out
 
+
+def test_the_session_of_a_local_profile_is_this_machine() -> None:
+    from atlas_sweeps.cli._session import remote_factory
+    from atlas_sweeps.config.profile import Profile
+    from atlas_sweeps.remote import LocalRemote
+
+    remote = remote_factory(accept_new_host_key=False)(Profile(name="here"))
+    assert isinstance(remote, LocalRemote) and remote.calls == 0
+
