@@ -165,3 +165,17 @@ def test_the_session_of_a_local_profile_is_this_machine() -> None:
     remote = remote_factory(accept_new_host_key=False)(Profile(name="here"))
     assert isinstance(remote, LocalRemote) and remote.calls == 0
 
+
+def test_a_dry_run_renders_every_sweep_and_contacts_nothing(clean_env: dict[str, str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from atlas_sweeps.launch.dry_run import dry_run
+    from atlas_sweeps.launch.launcher import LaunchOptions, prepare
+
+    for key, value in clean_env.items():
+        monkeypatch.setenv(key, value)
+    prepared = prepare(LaunchOptions(config="composite_grid", nodes=2, backend="local"), cwd=CONFIGS, dry_run=True)
+    shown = dry_run(prepared)
+    assert [s.planned.runs for s in shown.sweeps] == [3, 3]
+    assert shown.root.path.endswith("/atlas-sweeps") and shown.root.note
+    assert all("/launches/DRYRUN/" in s.script_path for s in shown.sweeps)
+    assert all("--array=0-2%2" in s.submissions[0].command() for s in shown.sweeps)
