@@ -33,6 +33,7 @@ def cancel(*, target: str, yes: bool, accept_new_host_key: bool) -> int:
     db = StateDB.open_default()
     plan = plan_cancel(db, target)
     launch = db.launch(plan.launch_id)
+    assert launch is not None  # plan_cancel found it
     err = console.err()
     if not plan.slurm_ids and not plan.sweep_ids:
         err.print(f"{plan.what} has no jobs recorded: nothing to cancel")

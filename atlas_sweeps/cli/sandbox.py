@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from atlas_sweeps.errors import UsageError
 from atlas_sweeps.sandbox.components import COMPONENTS
 from atlas_sweeps.sandbox.releases import RELEASES
 
-_err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _err() -> Console:
+    """stderr, where every sandbox command reports (rich is imported only when one runs, not for --help)."""
+    from atlas_sweeps import console
+
+    return console.err()
 
 
 def _log(message: str) -> None:
-    _err.print(f"[dim]sandbox:[/] {message}", soft_wrap=True)
+    _err().print(f"[dim]sandbox:[/] {message}", soft_wrap=True)
 
 
 _root_option = click.option("--dir", "root", type=click.Path(path_type=Path), default=None,
@@ -73,7 +80,7 @@ def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctl
                   slurmdbd_port=slurmdbd_port, mysql_port=mysql_port, min_job_age=min_job_age,
                   write_profiles=not no_profile, install_venv=not no_venv, log=_log)
     s = info.settings
-    _err.print(f"[green]sandbox up[/] in {info.seconds:.1f}s: ssh -p {s.ssh_port} "
+    _err().print(f"[green]sandbox up[/] in {info.seconds:.1f}s: ssh -p {s.ssh_port} "
                f"-i {info.paths.user_key(s.user)} -o UserKnownHostsFile={info.paths.known_hosts} "
                f"{s.user}@127.0.0.1", soft_wrap=True)
     _print_profiles(info.profiles)
@@ -82,7 +89,7 @@ def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctl
 
 def _print_profiles(profiles: dict[str, Path]) -> None:
     for name, path in profiles.items():
-        _err.print(f"  profile [bold]{name}[/]: {path}", soft_wrap=True)
+        _err().print(f"  profile [bold]{name}[/]: {path}", soft_wrap=True)
 
 
 def _up_release(name: str, *, root: Path | None, ssh_port: int | None, slurmctld_port: int | None,
@@ -93,7 +100,7 @@ def _up_release(name: str, *, root: Path | None, ssh_port: int | None, slurmctld
                                 slurmd_port=slurmd_port, min_job_age=min_job_age, mirror=mirror,
                                 write_profiles=not no_profile, log=_log)
     s = info.settings
-    _err.print(f"[green]sandbox {name} up[/] in {info.seconds:.1f}s ({info.release.stands_for}): "
+    _err().print(f"[green]sandbox {name} up[/] in {info.seconds:.1f}s ({info.release.stands_for}): "
                f"ssh -p {s.ssh_port} -i {info.paths.user_key(s.user)} "
                f"-o UserKnownHostsFile={info.paths.known_hosts} {s.user}@127.0.0.1", soft_wrap=True)
     _print_profiles(info.profiles)
@@ -116,7 +123,7 @@ def down(*, root: Path | None, release: str | None, only: str | None) -> int:
         stopped = release_lifecycle.down(release, root=root, log=_log)
     else:
         stopped = api.down(root=root, only=only, log=_log)
-    _err.print("nothing was running" if not stopped else f"[green]stopped[/] {', '.join(stopped)}")
+    _err().print("nothing was running" if not stopped else f"[green]stopped[/] {', '.join(stopped)}")
     return 0
 
 
@@ -138,8 +145,11 @@ def status(*, root: Path | None, release: str | None, as_json: bool) -> int:
         click.echo(json.dumps(st.to_dict(), indent=2))
     elif not st.configured:
         up_command = "atlas-sweeps sandbox up" + (f" --release {release}" if release else "")
-        _err.print(f"no sandbox at {st.root}: run `{up_command}`")
+        _err().print(f"no sandbox at {st.root}: run `{up_command}`")
     else:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(title=f"sandbox {st.root}")
         for col in ("component", "pid", "alive", "answering"):
             table.add_column(col)

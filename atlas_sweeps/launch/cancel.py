@@ -95,8 +95,8 @@ def plan_cancel(db: StateDB, target: str) -> CancelPlan:
         raise UsageError(f"no launch, sweep or job called '{target}' in the state database",
                          hint="'atlas-sweeps ls' lists launches and sweeps")
     if len(candidates) > 1:
-        ids = ", ".join(f"{rec.id}/{sweep_name}" for rec, _ in candidates[:5])
-        raise UsageError(f"sweep '{sweep_name}' is in {len(candidates)} launches", hint=f"name one: {ids}")
+        names = ", ".join(f"{rec.id}/{sweep_name}" for rec, _ in candidates[:5])
+        raise UsageError(f"sweep '{sweep_name}' is in {len(candidates)} launches", hint=f"name one: {names}")
     rec, sweep = candidates[0]
     jobs = [j for j in db.jobs(rec.id) if j.sweep_name == sweep.name]
     targets = _targets(jobs)
