@@ -153,8 +153,10 @@ def site_lines(snapshots: str, *, name: str, previous: str | None) -> list[str]:
         'if ! err=$(mkdir -p "$snaps" 2>&1); then emit problem "cannot create $snaps: $err"; else',
         '  emit snapshots "$(cd "$snaps" && pwd -P)"',
         f'  snap="$snaps"/{shlex.quote(name)}',
-        # a finished snapshot is read-only (freeze_command); until then it stays writable
-        '  if [ ! -d "$snap" ]; then emit snapshot missing; elif [ -w "$snap" ]; then emit snapshot writable; '
+        # a finished snapshot has no write bit left (freeze_command): its mode says so, whoever asks (root
+        # may write anywhere, so a test for writability would call every snapshot unfinished)
+        '  if [ ! -d "$snap" ]; then emit snapshot missing; '
+        'elif [ -n "$(find "$snap" -maxdepth 0 -perm /222)" ]; then emit snapshot writable; '
         "else emit snapshot frozen; fi",
     ]
     if previous:
