@@ -145,13 +145,14 @@ def _check_inputs(local_dir: Path, *names: str | None) -> None:
 
 def site_lines(snapshots: str, *, name: str, previous: str | None) -> list[str]:
     """Bash lines (after ``EMIT_FUNCTION``) that create the snapshots directory ``snapshots`` (a bash word,
-    already quoted) and ``emit`` what ``parse_site`` reads, or ``emit problem`` when it cannot be created.
+    already quoted) and ``emit`` what ``parse_site`` reads, or ``emit problem`` when it cannot be used.
     Part of another call (the launch's preflight), so a snapshot costs no round trip of its own for this."""
     _check_names(name, previous)
     lines = [
         f"snaps={snapshots}",
-        'if ! err=$(mkdir -p "$snaps" 2>&1); then emit problem "cannot create $snaps: $err"; else',
-        '  emit snapshots "$(cd "$snaps" && pwd -P)"',
+        'if ! err=$(mkdir -p "$snaps" 2>&1); then emit problem "cannot create $snaps: $err";',
+        'elif ! real=$(cd "$snaps" 2>&1 && pwd -P); then emit problem "cannot enter $snaps: $real"; else',
+        '  emit snapshots "$real"',
         f'  snap="$snaps"/{shlex.quote(name)}',
         # a finished snapshot has no write bit left (freeze_command): its mode says so, whoever asks (root
         # may write anywhere, so a test for writability would call every snapshot unfinished)

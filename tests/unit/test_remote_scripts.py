@@ -193,3 +193,13 @@ def test_submit_stops_before_any_sbatch_when_the_freeze_fails(tmp_path: Path) ->
     assert [e.kind for e in events] == ["fatal"] and result.returncode == 1
     assert "could not make the code snapshot" in (events[0].error or "") and "Read-only file system" in (events[0].error or "")
     assert not calls.exists()
+
+
+def test_preflight_names_a_snapshots_directory_it_cannot_enter(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch="exit 0", scontrol="true", mkdir="exit 0")  # as if it existed, but cannot be entered
+    script = preflight_script(remote_dir=str(tmp_path / "root"), setup=(), interpreter="bash", need="bash",
+                              test_script="#!/bin/bash\n", snapshot_name="l1")
+    (tmp_path / "root").mkdir()
+    report = parse_preflight(_bash(script, env).stdout)
+    assert any(p.startswith(f"cannot enter {tmp_path}/root/snapshots: ") for p in report.problems), report.problems
+    assert report.site is None
