@@ -1,3 +1,5 @@
+import sys
+
 from atlas_sweeps.cli import main
 
-main()
+sys.exit(main())

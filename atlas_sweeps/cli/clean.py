@@ -6,10 +6,14 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from atlas_sweeps.errors import UsageError
+
+if TYPE_CHECKING:
+    from atlas_sweeps.backends.wandb.clean import CleanPlan
 
 
 @click.command()
@@ -21,8 +25,8 @@ from atlas_sweeps.errors import UsageError
 @click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
 @click.option("--dry-run", is_flag=True, help="Only list the runs that would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs (and what was deleted) as JSON.")
-def clean(tag: str, project: str | None, entity: str | None, cluster: str | None, yes: bool, dry_run: bool,
-          as_json: bool) -> None:
+def clean(*, tag: str, project: str | None, entity: str | None, cluster: str | None, yes: bool, dry_run: bool,
+          as_json: bool) -> int:
     """Delete the W&B runs tagged TAG in one project: lists them first, asks unless --yes.
 
     \b
@@ -55,7 +59,7 @@ def clean(tag: str, project: str | None, entity: str | None, cluster: str | None
             click.echo(json.dumps(document, indent=2))
         elif plan.runs:
             console.err().print("dry run: nothing deleted")
-        return
+        return 0
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError(f"{len(plan.runs)} run(s) would be deleted, but there is no terminal to ask on",
@@ -66,9 +70,10 @@ def clean(tag: str, project: str | None, entity: str | None, cluster: str | None
         click.echo(json.dumps(document, indent=2))
     else:
         console.err().print(f"deleted {document['deleted']} run(s) tagged '{tag}' from {plan.path}")
+    return 0
 
 
-def _print_runs(plan) -> None:  # type: ignore[no-untyped-def]
+def _print_runs(plan: CleanPlan) -> None:
     from rich.table import Table
 
     from atlas_sweeps import console

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from atlas_sweeps.backends import NAMES as BACKEND_NAMES
+
+# password_prompt: cli/status.py and cli/tail.py still import it from here (until they import cli/_session.py)
+from atlas_sweeps.cli._session import password_prompt, remote_factory  # noqa: F401
 from atlas_sweeps.errors import UsageError
 
-
-def password_prompt(prompt: str) -> str:
-    """Ask on the terminal (for clusters that want a password or a one-time code after the key)."""
-    import getpass
-
-    return getpass.getpass(prompt.strip() + " " if prompt.strip() else "Password: ")
-
-
-def remote_factory(*, accept_new_host_key: bool) -> Callable:
-    """Opens the one session of this invocation for a profile."""
-
-    def factory(profile):  # type: ignore[no-untyped-def]
-        from atlas_sweeps.remote import open_remote
-
-        return open_remote(profile, accept_new_host_key=accept_new_host_key, password_prompt=password_prompt)
-
-    return factory
+if TYPE_CHECKING:
+    from atlas_sweeps.launch.launcher import Launcher, LaunchResult
 
 
 @click.command()
@@ -56,11 +44,11 @@ def remote_factory(*, accept_new_host_key: bool) -> Callable:
                    "whether they exist (no accounting); check their logs first.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record the login node's host key if it is unknown (never a changed one).")
-def launch(config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
+def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
            count: int | None, tags_param: str | None, project: str | None, entity: str | None,
            partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
            dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
-           accept_new_host_key: bool) -> None:
+           accept_new_host_key: bool) -> int:
     """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
     the cluster and submit the jobs, recording everything locally.
 
@@ -70,16 +58,15 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
     atlas-sweeps launch --resume k3x9q2
     """
     from atlas_sweeps import console
-    from atlas_sweeps.launch.launcher import LaunchOptions, prepare, prepare_all
+    from atlas_sweeps.launch.launcher import LaunchOptions, prepare
 
     cwd = Path.cwd()
     if resume:
         if config or dry_run:
             raise UsageError("--resume takes no sweep file and no --dry-run",
                              hint="the recorded file and options are reused")
-        _run(lambda launcher: launcher.resume(resume, cwd=cwd, force_resubmit_unknown=force_resubmit_unknown),
-             accept_new_host_key=accept_new_host_key, as_json=as_json)
-        return
+        return _run(lambda launcher: launcher.resume(resume, cwd=cwd, force_resubmit_unknown=force_resubmit_unknown),
+                    accept_new_host_key=accept_new_host_key, as_json=as_json)
     if force_resubmit_unknown:
         raise UsageError("--force-resubmit-unknown goes with --resume", hint="atlas-sweeps launch --resume ID "
                          "--force-resubmit-unknown")
@@ -97,24 +84,24 @@ def launch(config: str | None, cluster: str | None, nodes: int, backend: str | N
 
         console.err().print(f"[yellow]note:[/] {escape(prepared.profile.project_note)}")
     if dry_run:
-        from atlas_sweeps.backends import make_backend
-        from atlas_sweeps.launch.view import dry_run_document, dry_run_root, print_dry_run
-        from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE
+        import json
 
-        backend = make_backend(prepared.backend, profile=prepared.profile, dry_run=True)
-        root = dry_run_root(prepared.profile)
-        sweeps = prepare_all(prepared, launch_id="DRYRUN", root=root.path, backend=backend,
-                             created={}, max_array_size=DEFAULT_MAX_ARRAY_SIZE)
+        from atlas_sweeps.launch.dry_run import dry_run as render_dry_run
+        from atlas_sweeps.launch.view import dry_run_document, print_dry_run
+
+        shown = render_dry_run(prepared)
         if as_json:
-            click.echo(json.dumps(dry_run_document(prepared, sweeps, root=root), indent=2))
+            click.echo(json.dumps(dry_run_document(prepared, shown.sweeps, root=shown.root), indent=2))
         else:
-            print_dry_run(console.out(), prepared, sweeps, root=root)
-        return
-    _run(lambda launcher: launcher.launch(prepared), accept_new_host_key=accept_new_host_key, as_json=as_json)
+            print_dry_run(console.out(), prepared, shown.sweeps, root=shown.root)
+        return 0
+    return _run(lambda launcher: launcher.launch(prepared), accept_new_host_key=accept_new_host_key, as_json=as_json)
 
 
-def _run(action: Callable, *, accept_new_host_key: bool, as_json: bool) -> None:
+def _run(action: Callable[[Launcher], LaunchResult], *, accept_new_host_key: bool, as_json: bool) -> int:
     """Run ``action(launcher)`` with progress on stderr, then print its result."""
+    import json
+
     from atlas_sweeps import console
     from atlas_sweeps.launch.launcher import Launcher
     from atlas_sweeps.launch.view import print_result, result_document
@@ -129,3 +116,4 @@ def _run(action: Callable, *, accept_new_host_key: bool, as_json: bool) -> None:
         click.echo(json.dumps(result_document(result), indent=2))
     else:
         print_result(console.out(), result)
+    return 0

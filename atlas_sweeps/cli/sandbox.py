@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from atlas_sweeps.errors import UsageError
 from atlas_sweeps.sandbox.components import COMPONENTS
 from atlas_sweeps.sandbox.releases import RELEASES
 
-_err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _err() -> Console:
+    """stderr, where every sandbox command reports (rich is imported only when one runs, not for --help)."""
+    from atlas_sweeps import console
+
+    return console.err()
 
 
 def _log(message: str) -> None:
-    _err.print(f"[dim]sandbox:[/] {message}", soft_wrap=True)
+    _err().print(f"[dim]sandbox:[/] {message}", soft_wrap=True)
 
 
 _root_option = click.option("--dir", "root", type=click.Path(path_type=Path), default=None,
@@ -53,7 +59,7 @@ def sandbox() -> None:
               help="With --release: the mirror debootstrap fetches from [default: the one apt uses here].")
 def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctld_port: int | None,
        slurmd_port: int | None, slurmdbd_port: int | None, mysql_port: int | None, min_job_age: int | None,
-       no_profile: bool, no_venv: bool, mirror: str | None) -> None:
+       no_profile: bool, no_venv: bool, mirror: str | None) -> int:
     """Install what is missing and start every component (idempotent)."""
     from atlas_sweeps import sandbox as api
 
@@ -65,7 +71,7 @@ def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctl
                              "(it has no accounting and no venv)", hint="leave them out")
         _up_release(release, root=root, ssh_port=ssh_port, slurmctld_port=slurmctld_port,
                     slurmd_port=slurmd_port, min_job_age=min_job_age, mirror=mirror, no_profile=no_profile)
-        return
+        return 0
     if mirror is not None:
         raise UsageError("--mirror is for --release only (the host's sandbox installs with the host's apt)",
                          hint="add --release NAME, or leave --mirror out")
@@ -74,15 +80,16 @@ def up(*, root: Path | None, release: str | None, ssh_port: int | None, slurmctl
                   slurmdbd_port=slurmdbd_port, mysql_port=mysql_port, min_job_age=min_job_age,
                   write_profiles=not no_profile, install_venv=not no_venv, log=_log)
     s = info.settings
-    _err.print(f"[green]sandbox up[/] in {info.seconds:.1f}s: ssh -p {s.ssh_port} "
+    _err().print(f"[green]sandbox up[/] in {info.seconds:.1f}s: ssh -p {s.ssh_port} "
                f"-i {info.paths.user_key(s.user)} -o UserKnownHostsFile={info.paths.known_hosts} "
                f"{s.user}@127.0.0.1", soft_wrap=True)
     _print_profiles(info.profiles)
+    return 0
 
 
 def _print_profiles(profiles: dict[str, Path]) -> None:
     for name, path in profiles.items():
-        _err.print(f"  profile [bold]{name}[/]: {path}", soft_wrap=True)
+        _err().print(f"  profile [bold]{name}[/]: {path}", soft_wrap=True)
 
 
 def _up_release(name: str, *, root: Path | None, ssh_port: int | None, slurmctld_port: int | None,
@@ -93,7 +100,7 @@ def _up_release(name: str, *, root: Path | None, ssh_port: int | None, slurmctld
                                 slurmd_port=slurmd_port, min_job_age=min_job_age, mirror=mirror,
                                 write_profiles=not no_profile, log=_log)
     s = info.settings
-    _err.print(f"[green]sandbox {name} up[/] in {info.seconds:.1f}s ({info.release.stands_for}): "
+    _err().print(f"[green]sandbox {name} up[/] in {info.seconds:.1f}s ({info.release.stands_for}): "
                f"ssh -p {s.ssh_port} -i {info.paths.user_key(s.user)} "
                f"-o UserKnownHostsFile={info.paths.known_hosts} {s.user}@127.0.0.1", soft_wrap=True)
     _print_profiles(info.profiles)
@@ -103,7 +110,7 @@ def _up_release(name: str, *, root: Path | None, ssh_port: int | None, slurmctld
 @_root_option
 @_release_option
 @click.option("--only", type=click.Choice(COMPONENTS), default=None, help="Stop just this component.")
-def down(*, root: Path | None, release: str | None, only: str | None) -> None:
+def down(*, root: Path | None, release: str | None, only: str | None) -> int:
     """Stop the sandbox's own processes (by pid: TERM, then KILL); with --release also unmount its chroot's
     /proc, /sys and /dev."""
     from atlas_sweeps import sandbox as api
@@ -116,14 +123,15 @@ def down(*, root: Path | None, release: str | None, only: str | None) -> None:
         stopped = release_lifecycle.down(release, root=root, log=_log)
     else:
         stopped = api.down(root=root, only=only, log=_log)
-    _err.print("nothing was running" if not stopped else f"[green]stopped[/] {', '.join(stopped)}")
+    _err().print("nothing was running" if not stopped else f"[green]stopped[/] {', '.join(stopped)}")
+    return 0
 
 
 @sandbox.command()
 @_root_option
 @_release_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
-def status(*, root: Path | None, release: str | None, as_json: bool) -> None:
+def status(*, root: Path | None, release: str | None, as_json: bool) -> int:
     """Show each component's pid, liveness and port; exit 1 when any is down."""
     from atlas_sweeps import sandbox as api
 
@@ -137,8 +145,11 @@ def status(*, root: Path | None, release: str | None, as_json: bool) -> None:
         click.echo(json.dumps(st.to_dict(), indent=2))
     elif not st.configured:
         up_command = "atlas-sweeps sandbox up" + (f" --release {release}" if release else "")
-        _err.print(f"no sandbox at {st.root}: run `{up_command}`")
+        _err().print(f"no sandbox at {st.root}: run `{up_command}`")
     else:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(title=f"sandbox {st.root}")
         for col in ("component", "pid", "alive", "answering"):
             table.add_column(col)
@@ -146,8 +157,7 @@ def status(*, root: Path | None, release: str | None, as_json: bool) -> None:
         for c in st.components:
             table.add_row(c.name, str(c.pid or "-"), _mark(c.alive), _mark(c.answering), c.endpoint)
         Console().print(table)
-    if not st.ok:
-        sys.exit(1)
+    return 0 if st.ok else 1
 
 
 def _mark(ok: bool) -> str:

@@ -17,7 +17,7 @@ from atlas_sweeps.errors import BackendError
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record the login node's host key if it is unknown (never a changed one).")
-def sync(launch: str | None, dry_run: bool, as_json: bool, accept_new_host_key: bool) -> None:
+def sync(*, launch: str | None, dry_run: bool, as_json: bool, accept_new_host_key: bool) -> int:
     """Upload the offline W&B runs of LAUNCH (default: every local-backend launch) with `wandb sync`,
     run on the cluster's login node with your W&B login there. Runs already uploaded are skipped.
 
@@ -27,13 +27,13 @@ def sync(launch: str | None, dry_run: bool, as_json: bool, accept_new_host_key: 
     """
     from atlas_sweeps import console
     from atlas_sweeps.backends.wandb.sync import sync_offline_runs
-    from atlas_sweeps.cli.launch import remote_factory
+    from atlas_sweeps.cli._session import remote_factory
     from atlas_sweeps.state.store import StateDB
 
     results = sync_offline_runs(
         StateDB.open_default(), launch_id=launch, dry_run=dry_run, cwd=Path.cwd(),
         remote_factory=remote_factory(accept_new_host_key=accept_new_host_key),
-        on_output=(lambda _line: None) if as_json else (lambda line: console.err().print(line, markup=False, soft_wrap=True, highlight=False)))
+        on_output=(lambda _line: None) if as_json else _print_line)
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "clusters": [asdict(r) for r in results]}, indent=2))
     else:
@@ -51,3 +51,11 @@ def sync(launch: str | None, dry_run: bool, as_json: bool, accept_new_host_key: 
     if failed:
         raise BackendError(f"wandb sync failed for {', '.join(failed)}",
                            hint="its output is above; run 'atlas-sweeps sync' again once fixed")
+    return 0
+
+
+def _print_line(line: str) -> None:
+    """A line of ``wandb sync``'s output, as it printed it."""
+    from atlas_sweeps import console
+
+    console.err().print(line, markup=False, soft_wrap=True, highlight=False)

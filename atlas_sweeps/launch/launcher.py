@@ -1,10 +1,13 @@
 """``launch``: composite file → plan → preflight → code snapshot → sweeps → scripts → ``sbatch``, with every
 step recorded in the state database as it happens, so a launch cut short can be finished by ``--resume``.
 
+Three remote calls, whatever the number of sweeps and jobs: the preflight (which also prepares the code
+snapshot), the rsync, and the submit call (which first freezes the snapshot: read-only marks it complete).
 Order matters: everything that can fail is checked (config, profile, template, one preflight call) before
-a sweep is created, and what each step achieved (snapshot synced, chunking, sweep ids, job ids) is written
-down the moment it exists. A resume trusts the cluster over any status: its preflight says whether the
-snapshot is complete and which arrays exist, and one process at a time may act on a launch (lock.py)."""
+a sweep is created, and what each step achieved (snapshot synced and frozen, chunking, sweep ids, job ids)
+is written down the moment it exists. A resume trusts the cluster over any status: its preflight says
+whether the snapshot is complete and which arrays exist, and one process at a time may act on a launch
+(lock.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from atlas_sweeps.launch.preflight import PreflightReport, parse_preflight, pref
 from atlas_sweeps.launch.resume import ChunkKey, adopt_submitted, lookup_lines
 from atlas_sweeps.launch.submit import parse_submit_line, submit_script
 from atlas_sweeps.remote import Remote
+from atlas_sweeps.remote.snapshot import SnapshotSite, rsync_snapshot
 from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE
 from atlas_sweeps.state.lock import launch_lock
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord
@@ -254,17 +258,22 @@ class Launcher:
         remote = self.remote_factory(prepared.profile)
         try:
             report = self._preflight(prepared, remote, record=record, backend=backend, resuming=resuming)
+            site = report.site
+            assert site is not None  # _preflight makes sure
             layout = LaunchLayout(root=report.root, launch_id=launch_id)
             files = None
-            if report.snapshot != "frozen":  # a new launch, or a sync that never finished: (re)sync
+            freeze: str | None = None
+            if site.state != "frozen":  # a new launch, or a snapshot never completed: (re)sync, freeze on submit
                 if record.snapshot:
                     raise RemoteError(f"the code snapshot {record.snapshot} of launch {launch_id} is "
-                                      f"{report.snapshot} on the cluster, though it was synced completely",
+                                      f"{site.state} on the cluster, though it was synced completely",
                                       hint="its code cannot be restored exactly: launch the sweep file again")
                 self.db.update_launch(launch_id, status=SYNCING)
-                files = self._sync(prepared, remote, layout=layout, launch_id=launch_id)
-            if not record.snapshot:
-                self.db.update_launch(launch_id, status=SYNCED, snapshot=layout.snapshot, remote_dir=report.root)
+                files = self._sync(prepared, remote, site=site, launch_id=launch_id)
+                self.db.update_launch(launch_id, status=SYNCED, remote_dir=report.root)
+                freeze = site.path(launch_id)
+            elif not record.snapshot:  # frozen by a submit call whose answer was lost
+                self.db.update_launch(launch_id, snapshot=layout.snapshot, remote_dir=report.root)
             # The chunking is fixed before the first sbatch: job names and task ranges never change after.
             max_array_size = record.max_array_size or report.max_array_size
             if record.max_array_size is None:
@@ -280,7 +289,7 @@ class Launcher:
                     known={(j.sweep_name, j.chunk): j.job_id for j in self.db.jobs(launch_id)},
                     submit_started=record.submit_started)
             self._submit(sweeps, remote, layout=layout, launch_id=launch_id, adopted=adopted,
-                         cluster=prepared.profile.name)
+                         cluster=prepared.profile.name, freeze=freeze)
             calls = remote.calls
         finally:
             remote.close()
@@ -292,8 +301,8 @@ class Launcher:
 
     def _preflight(self, prepared: Prepared, remote: Remote, *, record: LaunchRecord, backend: SweepBackend,
                    resuming: bool) -> PreflightReport:
-        """The one call before anything is created; on resume it also inspects the snapshot and lists the
-        launch's arrays."""
+        """The one call before anything is created: it also prepares the launch's snapshot (says where it goes
+        and whether it is complete) and, on resume, lists the launch's arrays."""
         self.on_step("preflight on the login node")
         launch_id = record.id
         # sbatch --test-only reads only the probe's #SBATCH lines; its paths need just be absolute (no '~').
@@ -303,12 +312,14 @@ class Launcher:
         need = backend.required_command(interpreter=prepared.profile.interpreter)
         script = preflight_script(remote_dir=prepared.profile.remote_dir, setup=prepared.profile.setup,
                                   interpreter=prepared.profile.interpreter, need=need,
-                                  test_script=probe.script_text, snapshot_name=launch_id if resuming else None,
+                                  test_script=probe.script_text, snapshot_name=launch_id,
+                                  previous_snapshot=self._previous_snapshot(prepared.profile.name, launch_id),
                                   job_lookup=tuple(lookup_lines(launch_id, since=record.created)) if resuming else (),
                                   extra_checks=backend.remote_checks())
         result = remote.run_script(script, timeout=120)
         report = parse_preflight(result.stdout)
-        if result.exit_code == 255 or (report.root and not report.complete):
+        lost = (report.root and not report.complete) or (report.site is None and not report.problems)
+        if result.exit_code == 255 or lost:
             raise RemoteError(f"the connection to cluster '{prepared.profile.name}' was lost during the preflight",
                               hint="check the network and retry")
         if report.problems:
@@ -319,15 +330,11 @@ class Launcher:
                                    f"remote_dir) and launch again; {done}")
         return report
 
-    def _sync(self, prepared: Prepared, remote: Remote, *, layout: LaunchLayout, launch_id: str) -> int:
-        from atlas_sweeps.remote.snapshot import sync_snapshot
-
+    def _sync(self, prepared: Prepared, remote: Remote, *, site: SnapshotSite, launch_id: str) -> int:
         self.on_step(f"syncing code from {prepared.code_dir}")
-        previous = self._previous_snapshot(prepared.profile.name, launch_id)
         try:
-            result = sync_snapshot(remote, local_dir=prepared.code_dir, remote_root=layout.root,
-                                   snapshot_name=launch_id, previous=previous,
-                                   excludes=list(prepared.profile.excludes), on_progress=self.on_rsync)
+            result = rsync_snapshot(remote, site=site, local_dir=prepared.code_dir, snapshot_name=launch_id,
+                                    excludes=list(prepared.profile.excludes), on_progress=self.on_rsync)
         except RemoteError as exc:
             exc.message += "; no sweep was created and nothing was submitted"
             raise
@@ -356,24 +363,30 @@ class Launcher:
         return created
 
     def _submit(self, sweeps: list[PreparedSweep], remote: Remote, *, layout: LaunchLayout, launch_id: str,
-                adopted: dict[ChunkKey, str], cluster: str) -> None:
+                adopted: dict[ChunkKey, str], cluster: str, freeze: str | None) -> None:
+        """One call: freeze the snapshot (``freeze``, when the sync was just made), then submit what the
+        database does not hold, recording each job id (and the frozen snapshot) as its line arrives."""
         by_key = {sub.key: (sweep, sub) for sweep in sweeps for sub in sweep.submissions}
         for sweep, sub in by_key.values():
             if (sweep.name, sub.chunk.index) in adopted:  # submitted, but the answer was lost: adopt it
                 self._record_job(launch_id, sweep, sub, adopted[(sweep.name, sub.chunk.index)])
         done = {(j.sweep_name, j.chunk) for j in self.db.jobs(launch_id)}
         skip = {key for key, (sweep, sub) in by_key.items() if (sweep.name, sub.chunk.index) in done}
-        if len(skip) == len(by_key):
+        if len(skip) == len(by_key) and freeze is None:
             return
-        # from here on an array may exist that the database does not know: a resume must look for it
-        self.db.update_launch(launch_id, status=SUBMITTING, submit_started=time.time())
-        self.on_step(f"submitting {len(by_key) - len(skip)} job array(s)")
+        if len(skip) < len(by_key):
+            # from here on an array may exist that the database does not know: a resume must look for it
+            self.db.update_launch(launch_id, status=SUBMITTING, submit_started=time.time())
+            self.on_step(f"submitting {len(by_key) - len(skip)} job array(s)")
         problems: list[str] = []
         ended: list[str] = []
 
         def on_line(line: str) -> None:
             event = parse_submit_line(line)
             if event is None:
+                return
+            if event.kind == "frozen":  # the snapshot is complete: a resume never syncs it again
+                self.db.update_launch(launch_id, snapshot=layout.snapshot)
                 return
             if event.kind in ("done", "fatal"):
                 ended.append(event.kind)
@@ -387,7 +400,7 @@ class Launcher:
                 problems.append(f"sbatch failed for {sweep.name}: {event.error}")
 
         script = submit_script(sweeps, root=layout.root, skip=frozenset(skip),
-                               extra_dirs=tuple(layout.wandb_dir(s.name) for s in sweeps))
+                               extra_dirs=tuple(layout.wandb_dir(s.name) for s in sweeps), freeze=freeze)
         lost: str | None = None
         try:
             code = remote.stream_script(script, on_stdout=on_line)

@@ -1,4 +1,5 @@
-"""The one remote call that writes every file of a launch and submits every job (pure script + parser).
+"""The one remote call that freezes the launch's code snapshot (the last step of a snapshot, so it is complete
+before any job can run in it), writes every file of a launch and submits every job (pure script + parser).
 It stops at the first failed step, reporting the cause the failing command printed (a full disk, a refused
 ``sbatch``), so what was submitted is exactly what it reported; its last line says it ran to the end."""
 
@@ -12,14 +13,15 @@ from dataclasses import dataclass
 
 from atlas_sweeps.launch.jobs import PreparedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_line
+from atlas_sweeps.remote.snapshot import freeze_command
 from atlas_sweeps.slurm.sbatch import parse_sbatch_parsable
 
 
 @dataclass(frozen=True)
 class SubmitEvent:
     """One line of the script's report: a submission's job id or sbatch's error (``kind`` "submitted" or
-    "failed", ``key`` naming the submission), a step that stopped the script ("fatal", with the cause),
-    or its normal end ("done")."""
+    "failed", ``key`` naming the submission), the snapshot made read-only ("frozen"), a step that stopped
+    the script ("fatal", with the cause), or its normal end ("done")."""
 
     kind: str
     key: str
@@ -40,9 +42,10 @@ def _tarball(files: dict[str, bytes], *, root: str) -> bytes:
 
 
 def submit_script(sweeps: list[PreparedSweep], *, root: str, skip: frozenset[str] = frozenset(),
-                  extra_dirs: tuple[str, ...] = ()) -> str:
-    """Bash that unpacks all scripts and argument files, makes the log and W&B directories, then calls
-    ``sbatch`` for every submission whose key is not in ``skip``, reporting each as it goes."""
+                  extra_dirs: tuple[str, ...] = (), freeze: str | None = None) -> str:
+    """Bash that makes the synced snapshot ``freeze`` read-only (when given), unpacks all scripts and argument
+    files, makes the log and W&B directories, then calls ``sbatch`` for every submission whose key is not in
+    ``skip``, reporting each as it goes."""
     files: dict[str, bytes] = {}
     dirs: set[str] = set(extra_dirs)
     for sweep in sweeps:
@@ -58,6 +61,12 @@ def submit_script(sweeps: list[PreparedSweep], *, root: str, skip: frozenset[str
         # each step's own error output is the cause a user needs ("No space left on device"), not an exit code
         'fail() { emit fatal "$1: $(printf \'%s\' "$2" | tail -n 3)"; exit 1; }',
         'err=$(mkdir -p "$root" 2>&1) || fail "could not create $root" "$err"',
+    ]
+    if freeze is not None:
+        lines += [f"err=$({freeze_command(freeze)} 2>&1) || "
+                  f"fail {shlex.quote(f'could not make the code snapshot {freeze} read-only')} \"$err\"",
+                  f"emit frozen {shlex.quote(freeze)}"]
+    lines += [
         "err=$(exec 2>&1; set -o pipefail; base64 -d <<'ATLAS_PAYLOAD' | tar -xzf - -C \"$root\"",
         payload.rstrip("\n"),
         "ATLAS_PAYLOAD",
@@ -84,7 +93,7 @@ def parse_submit_line(line: str) -> SubmitEvent | None:
     if fact is None:
         return None
     kind, _, encoded = fact[0].partition(":")
-    if kind in ("done", "fatal"):
+    if kind in ("done", "fatal", "frozen"):
         return SubmitEvent(kind=kind, key="", job_id=None, error=" ".join(fact[1].split()) if kind == "fatal" else None)
     if kind not in ("submitted", "failed") or not encoded:
         return None

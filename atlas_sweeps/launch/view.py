@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -12,11 +10,9 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from atlas_sweeps.config.profile import Profile
+from atlas_sweeps.launch.dry_run import DryRunRoot
 from atlas_sweeps.launch.jobs import PreparedSweep
 from atlas_sweeps.launch.launcher import LaunchResult, Prepared
-from atlas_sweeps.launch.layout import guessed_home, is_under_home, resolve_root
-from atlas_sweeps.remote.base import runs_here
 
 
 def hours_text(hours: float) -> str:
@@ -28,30 +24,7 @@ def totals_lines(runs: int, hours: float) -> list[str]:
     return [f"num runs: {runs}", f"total gpu hours: {hours_text(hours)}"]
 
 
-@dataclass(frozen=True)
-class DryRunRoot:
-    """Where a dry run shows the launch's remote files (absolute, as the scripts will have them) and, when
-    that path depends on a home directory only the login node knows, the note saying so."""
-
-    path: str
-    note: str | None = None
-
-
-def dry_run_root(profile: Profile) -> DryRunRoot:
-    """The profile's ``remote_dir`` made absolute for a dry run. On this machine (a local profile) the home
-    is known; on a login node it is shown as ``/home/<user>`` (the profile's user, else ours, as ssh would
-    log in) and resolved for real by the preflight at launch."""
-    if not is_under_home(profile.remote_dir):
-        return DryRunRoot(path=profile.remote_dir)
-    if runs_here(profile.host) and profile.source is not None:
-        return DryRunRoot(path=resolve_root(profile.remote_dir, home=str(Path.home())))
-    home = guessed_home(profile.user)
-    return DryRunRoot(path=resolve_root(profile.remote_dir, home=home),
-                      note=f"remote_dir {profile.remote_dir} is shown under {home}, a guess at the login node's "
-                           "home directory: the real one is resolved there at launch")
-
-
-def dry_run_document(prepared: Prepared, sweeps: list[PreparedSweep], *, root: DryRunRoot) -> dict[str, Any]:
+def dry_run_document(prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, root: DryRunRoot) -> dict[str, Any]:
     """The dry run as one JSON-ready document."""
     return {
         "config": str(prepared.composite.path),
@@ -89,7 +62,7 @@ def _code(console: Console, text: str, lexer: str) -> None:
         console.print(text, markup=False, highlight=False)
 
 
-def print_dry_run(console: Console, prepared: Prepared, sweeps: list[PreparedSweep], *, root: DryRunRoot) -> None:
+def print_dry_run(console: Console, prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, root: DryRunRoot) -> None:
     """Every sweep's config and script, then the totals; nothing was contacted."""
     console.print(f"[bold]dry run[/]: {prepared.composite.path} on cluster [cyan]{prepared.profile.name}[/] "
                   f"with the [cyan]{prepared.backend}[/] backend, {prepared.plan.nodes} job(s) per sweep")

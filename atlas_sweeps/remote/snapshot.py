@@ -117,55 +117,113 @@ def shell_path(path: str) -> str:
     return shlex.quote(path)
 
 
-def sync_snapshot(remote: Remote, *, local_dir: Path, remote_root: str, snapshot_name: str,
-                  previous: str | None, excludes: list[str],
-                  on_progress: Callable[[str], None] | None = None) -> SnapshotResult:
-    """Copy ``local_dir`` to ``<remote_root>/snapshots/<snapshot_name>/`` and make it read-only.
+@dataclass(frozen=True)
+class SnapshotSite:
+    """Where a launch's snapshot goes, as the login node reported it (``site_lines``): the snapshots directory
+    with symlinks resolved, the snapshot's state, the previous snapshot if it is there, the login node's rsync."""
 
-    Three round trips: prepare (create dirs, check names, resolve the absolute path, the login node's rsync),
-    rsync, freeze. A snapshot left writable by an interrupted sync is resumed; a finished (read-only) one is
-    never overwritten.
-    """
-    for name in (snapshot_name, previous):
+    snapshots: str  # absolute (``pwd -P``): rsync's destination and --link-dest basis
+    state: str  # "missing", "writable" (a sync not finished) or "frozen" (read-only: complete)
+    rsync: str = ""  # first line of ``rsync --version`` there ("" when it has none)
+    previous: str | None = None  # the previous snapshot's name, when it exists there
+
+    def path(self, name: str) -> str:
+        return f"{self.snapshots}/{name}"
+
+
+def _check_names(*names: str | None) -> None:
+    for name in names:
         if name is not None and not _SAFE_NAME.match(name):
             raise RemoteError(f"bad snapshot name {name!r}", hint="use letters, digits, '.', '_' and '-' only")
+
+
+def _check_inputs(local_dir: Path, *names: str | None) -> None:
+    _check_names(*names)
     if not local_dir.is_dir():
         raise RemoteError(f"code directory {local_dir} does not exist", hint="run from your project or pass its path")
-    require_local_rsync()
-    snapshots = f"{remote_root.rstrip('/')}/snapshots"
-    dest = f"{snapshots}/{snapshot_name}"
-    prepare = (
-        f"{EMIT_FUNCTION}\nset -e\nmkdir -p {shell_path(snapshots)}\ncd {shell_path(snapshots)}\n"
-        f"if [ -e {shlex.quote(snapshot_name)} ] && [ ! -w {shlex.quote(snapshot_name)} ]; then\n"
-        f"  echo 'snapshot exists and is frozen' >&2; exit 17\nfi\n"
-        'emit snapshots "$(pwd -P)"\n'
-        'emit rsync "$(rsync --version 2>/dev/null | head -n 1)"\n'
-    )
+
+
+def site_lines(snapshots: str, *, name: str, previous: str | None) -> list[str]:
+    """Bash lines (after ``EMIT_FUNCTION``) that create the snapshots directory ``snapshots`` (a bash word,
+    already quoted) and ``emit`` what ``parse_site`` reads, or ``emit problem`` when it cannot be used.
+    Part of another call (the launch's preflight), so a snapshot costs no round trip of its own for this."""
+    _check_names(name, previous)
+    lines = [
+        f"snaps={snapshots}",
+        'if ! err=$(mkdir -p "$snaps" 2>&1); then emit problem "cannot create $snaps: $err";',
+        'elif ! real=$(cd "$snaps" 2>&1 && pwd -P); then emit problem "cannot enter $snaps: $real"; else',
+        '  emit snapshots "$real"',
+        f'  snap="$snaps"/{shlex.quote(name)}',
+        # a finished snapshot has no write bit left (freeze_command): its mode says so, whoever asks (root
+        # may write anywhere, so a test for writability would call every snapshot unfinished)
+        '  if [ ! -d "$snap" ]; then emit snapshot missing; '
+        'elif [ -n "$(find "$snap" -maxdepth 0 -perm /222)" ]; then emit snapshot writable; '
+        "else emit snapshot frozen; fi",
+    ]
     if previous:
-        prepare += f"if [ -d {shlex.quote(previous)} ]; then emit previous yes; fi\n"
-    ready = remote.run_script(prepare)
-    if ready.exit_code == 17:
-        raise RemoteError(f"snapshot {dest} already exists and is read-only",
+        lines.append(f'  if [ -d "$snaps"/{shlex.quote(previous)} ]; then emit previous {shlex.quote(previous)}; fi')
+    return [*lines, "fi", 'emit rsync "$(rsync --version 2>/dev/null | head -n 1)"']
+
+
+def parse_site(facts: dict[str, str]) -> SnapshotSite | None:
+    """The site from the facts ``site_lines`` emitted (None when they never answered)."""
+    if not facts.get("snapshots"):
+        return None
+    return SnapshotSite(snapshots=facts["snapshots"], state=facts.get("snapshot", "missing"),
+                        rsync=facts.get("rsync", ""), previous=facts.get("previous") or None)
+
+
+def freeze_command(path: str) -> str:
+    """Make a synced snapshot read-only: what marks it complete, and keeps its launch's code unchanged."""
+    return f"chmod -R a-w -- {shlex.quote(path)}"
+
+
+def rsync_snapshot(remote: Remote, *, site: SnapshotSite, local_dir: Path, snapshot_name: str,
+                   excludes: list[str], on_progress: Callable[[str], None] | None = None) -> SnapshotResult:
+    """Copy ``local_dir`` into ``site``'s snapshot ``snapshot_name``: one round trip, the rsync. A snapshot
+    left writable by an interrupted sync is resumed; a frozen one is never overwritten. The caller freezes it
+    (``freeze_command``) once it is complete."""
+    _check_inputs(local_dir, snapshot_name)
+    absolute = site.path(snapshot_name)
+    if site.state == "frozen":
+        raise RemoteError(f"snapshot {absolute} already exists and is read-only",
                           hint="snapshots are immutable; use a new snapshot name")
-    ready.check(what=f"preparing {snapshots} on the cluster")
-    facts = dict(parse_facts(ready.stdout))
-    if "snapshots" not in facts:
-        raise RemoteError(f"the login node did not answer while preparing {snapshots}",
-                          hint="check that your login files print nothing odd and retry")
-    check_remote_rsync(facts.get("rsync", ""), where=getattr(remote, "label", "(this machine)"))
-    absolute = f"{facts['snapshots']}/{snapshot_name}"
-    linked = previous if previous and facts.get("previous") == "yes" else None
+    check_remote_rsync(site.rsync, where=getattr(remote, "label", "(this machine)"))
     ignored = git_ignored(local_dir)
     with tempfile.NamedTemporaryFile("wb", prefix="atlas-excludes-", suffix=".txt") as rules:
         if ignored is not None:
             rules.write(b"".join(rule.encode(errors="surrogateescape") + b"\0" for rule in exclude_patterns(ignored)))
             rules.flush()
         args = snapshot_rsync_args(local_dir=local_dir, dest=remote.rsync_path(absolute + "/"),
-                                   link_dest=f"{facts['snapshots']}/{linked}" if linked else None,
+                                   link_dest=site.path(site.previous) if site.previous else None,
                                    excludes=excludes, exclude_from=rules.name if ignored is not None else None)
         synced = remote.rsync(args, on_progress=on_progress)
-    synced.check(what=f"rsync of {local_dir} to {dest}")
-    remote.run_script(f"chmod -R a-w {shlex.quote(absolute)}").check(what=f"making {dest} read-only")
+    synced.check(what=f"rsync of {local_dir} to {absolute}")
     stats = parse_rsync_stats(synced.stdout)
     return SnapshotResult(remote_path=absolute, files_transferred=stats.files_transferred,
-                          bytes_transferred=stats.transferred_size, linked_to=linked, stats=stats)
+                          bytes_transferred=stats.transferred_size, linked_to=site.previous, stats=stats)
+
+
+def sync_snapshot(remote: Remote, *, local_dir: Path, remote_root: str, snapshot_name: str,
+                  previous: str | None, excludes: list[str],
+                  on_progress: Callable[[str], None] | None = None) -> SnapshotResult:
+    """Copy ``local_dir`` to ``<remote_root>/snapshots/<snapshot_name>/`` and make it read-only, on its own:
+    three round trips (the site, rsync, freeze). A launch folds the first into its preflight and the last
+    into its submit call."""
+    _check_inputs(local_dir, snapshot_name, previous)
+    require_local_rsync()
+    snapshots = f"{remote_root.rstrip('/')}/snapshots"
+    script = "\n".join([EMIT_FUNCTION, *site_lines(shell_path(snapshots), name=snapshot_name, previous=previous)])
+    ready = remote.run_script(script + "\n")
+    ready.check(what=f"preparing {snapshots} on the cluster")
+    facts = dict(parse_facts(ready.stdout))
+    if "problem" in facts:
+        raise RemoteError(f"preparing {snapshots} on the cluster failed: {' '.join(facts['problem'].split())}")
+    site = parse_site(facts)
+    if site is None:
+        raise RemoteError(f"the login node did not answer while preparing {snapshots}",
+                          hint="check that your login files print nothing odd and retry")
+    result = rsync_snapshot(remote, site=site, local_dir=local_dir, snapshot_name=snapshot_name, excludes=excludes,
+                            on_progress=on_progress)
+    remote.run_script(freeze_command(result.remote_path)).check(what=f"making {snapshots}/{snapshot_name} read-only")
+    return result

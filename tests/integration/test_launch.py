@@ -141,8 +141,8 @@ def test_launch_is_recorded_with_git_state_and_one_submit_call(workspace: Worksp
     ids = sorted(r[0] for r in db.execute("SELECT job_id FROM jobs WHERE launch_id = ?", (result["launch"],)))
     assert ids == sorted(j["job_id"] for s in result["sweeps"] for j in s["jobs"])
     assert result["git"] == {"commit": None, "branch": None, "dirty": None}  # the copy is not a git repo
-    # preflight + snapshot (prepare, rsync, freeze) + submit: fixed, whatever the number of jobs
-    assert result["remote_calls"] == 5
+    # preflight (prepares the snapshot) + rsync + submit (freezes it first): fixed, whatever the number of jobs
+    assert result["remote_calls"] == 3
 
 
 def test_second_launch_transfers_only_the_changed_file(workspace: Workspace,

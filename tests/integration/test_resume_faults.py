@@ -33,8 +33,9 @@ PROGRAM = ('import json, os, sys\n'
            'print("ATLAS_EXAMPLE_RECORD " + json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd()}), flush=True)\n')
 SWEEPS = ("program: prog.py\nmethod: grid\nparameters:\n  seed:\n    value: 1\n  subtests:\n"
           "    a:\n      hp:\n        values: [1, 2]\n    b:\n      hp:\n        values: [3, 4]\n")
-# A new launch makes these remote calls, in this order, each one SSH channel (one .bashrc each).
-PREFLIGHT, SNAPSHOT_PREPARE, RSYNC, FREEZE, SUBMIT = 1, 2, 3, 4, 5
+# A new launch makes these remote calls, in this order, each one SSH channel (one .bashrc each): the preflight
+# also prepares the code snapshot, and the submit call freezes it (marks it complete) before its first sbatch.
+PREFLIGHT, RSYNC, SUBMIT = 1, 2, 3
 
 
 @dataclass
@@ -199,7 +200,7 @@ def assert_every_run_ran_once(ws: Workspace, launch_id: str, *, chunks: tuple[st
     assert _status(ws, launch_id) == "submitted"
 
 
-@pytest.mark.parametrize("call", [PREFLIGHT, SNAPSHOT_PREPARE, RSYNC, FREEZE, SUBMIT])
+@pytest.mark.parametrize("call", [PREFLIGHT, RSYNC, SUBMIT])
 def test_connection_cut_at_each_remote_call_then_resume(ws: Workspace, faults: Faults, call: int) -> None:
     faults.cut(call)
     cut = _launch(ws)
@@ -305,7 +306,7 @@ def test_cli_killed_during_the_sync_then_a_failed_resume_then_a_resume_syncs_aga
 
 
 def test_resume_keeps_the_recorded_chunking_when_an_answer_for_a_chunk_is_lost(ws: Workspace, faults: Faults) -> None:
-    faults.cut(FREEZE)
+    faults.cut(SUBMIT)  # before the freeze: the resume syncs the snapshot again
     launch_id = _cut_launch_id(_launch(ws))
     with _db(ws) as db:  # as if the cluster's MaxArraySize were 2 when the launch began: one task per array
         db.execute("UPDATE launches SET max_array_size = 2 WHERE id = ?", (launch_id,))

@@ -165,8 +165,8 @@ def test_status_without_launches_names_the_next_step(tmp_path: Path) -> None:
 
 
 def test_status_once_does_not_import_wandb(launched: dict) -> None:
-    code = ("import sys\nfrom atlas_sweeps.cli import main\ntry:\n    main(['status', '--once', '--launch', "
-            f"{launched['launch']!r}])\nexcept SystemExit:\n    pass\nprint('WANDB' if 'wandb' in sys.modules else 'CLEAN')")
+    code = ("import sys\nfrom atlas_sweeps.cli import main\nmain(['status', '--once', '--launch', "
+            f"{launched['launch']!r}])\nprint('WANDB' if 'wandb' in sys.modules else 'CLEAN')")
     env = {**os.environ, "ATLAS_SWEEPS_STATE_DIR": str(launched["state"])}
     out = subprocess.run([str(Path(CLI).parent / "python"), "-c", code], env=env, cwd=DATA, capture_output=True,
                          text=True, timeout=60)

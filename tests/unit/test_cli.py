@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,3 +95,87 @@ def test_launch_from_the_wrong_directory_names_the_program_and_the_fix(clean_env
     assert result.returncode == 2
     assert "composite_grid.yml:1: program 'main.py' is not in" in result.stderr
     assert "run atlas-sweeps from the directory that holds the program" in result.stderr
+
+
+def test_top_level_help_and_version_are_clicks_own_without_importing_click(clean_env: dict[str, str]) -> None:
+    from atlas_sweeps import __version__
+    from atlas_sweeps.cli._commands import HELP_OPTIONS, render_help
+    from atlas_sweeps.cli._group import cli
+
+    for width in (50, 78, 120):
+        context = click.Context(cli, info_name="atlas-sweeps", terminal_width=width,
+                                help_option_names=list(HELP_OPTIONS))
+        assert render_help(width=width) == cli.get_help(context) + "\n"
+    for columns, width in (("200", 78), ("60", 58), ("30", 50)):
+        fast = run_cli("--help", env={**clean_env, "COLUMNS": columns}, python_flags=("-X", "importtime"))
+        assert fast.returncode == 0 and fast.stdout == render_help(width=width)
+        assert "click" not in {line.split("|")[-1].strip() for line in fast.stderr.splitlines() if "|" in line}
+    version = run_cli("--version", env=clean_env)
+    assert (version.returncode, version.stdout) == (0, f"atlas-sweeps, version {__version__}\n")
+    slow = subprocess.run([sys.executable, "-c", "from atlas_sweeps.cli._group import cli\n"
+                           "cli.main(['--version'], prog_name='atlas-sweeps')"], capture_output=True, text=True,
+                          env=clean_env)
+    assert slow.stdout == version.stdout
+
+
+def _probe_command() -> click.Command:
+    @click.command()
+    @click.argument("how")
+    def probe(how: str) -> int | None:
+        """Answer as asked: return a code, exit with one, or fail."""
+        from atlas_sweeps.errors import RemoteError, UsageError
+
+        if how == "return":
+            return 3
+        if how == "exit":
+            sys.exit(4)
+        if how == "usage":
+            raise UsageError("bad probe", hint="use another")
+        if how == "remote":
+            raise RemoteError("the cluster went away")
+        return None
+
+    return probe
+
+
+probe = None  # set by the test: the group finds commands as attributes of their module
+
+
+def test_main_returns_the_commands_code_and_maps_errors_in_one_place(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from atlas_sweeps.cli import main
+    from atlas_sweeps.cli._commands import COMMANDS
+
+    monkeypatch.setitem(COMMANDS, "probe", (__name__, "A command for the test."))
+    monkeypatch.setattr(sys.modules[__name__], "probe", _probe_command())
+    assert [main(["probe", how]) for how in ("return", "exit", "none")] == [3, 4, 0]
+    assert main(["probe", "usage"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: bad probe (use another)"
+    assert main(["probe", "remote"]) == 1
+    assert main(["probe"]) == 2 and "Missing argument" in capsys.readouterr().err
+    assert main(["no-such-command"]) == 2
+    assert main(["launch", "--help"]) == 0 and "Usage: atlas-sweeps launch" in capsys.readouterr().out
+
+
+def test_the_session_of_a_local_profile_is_this_machine() -> None:
+    from atlas_sweeps.cli._session import remote_factory
+    from atlas_sweeps.config.profile import Profile
+    from atlas_sweeps.remote import LocalRemote
+
+    remote = remote_factory(accept_new_host_key=False)(Profile(name="here"))
+    assert isinstance(remote, LocalRemote) and remote.calls == 0
+
+
+def test_a_dry_run_renders_every_sweep_and_contacts_nothing(clean_env: dict[str, str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from atlas_sweeps.launch.dry_run import dry_run
+    from atlas_sweeps.launch.launcher import LaunchOptions, prepare
+
+    for key, value in clean_env.items():
+        monkeypatch.setenv(key, value)
+    prepared = prepare(LaunchOptions(config="composite_grid", nodes=2, backend="local"), cwd=CONFIGS, dry_run=True)
+    shown = dry_run(prepared)
+    assert [s.planned.runs for s in shown.sweeps] == [3, 3]
+    assert shown.root.path.endswith("/atlas-sweeps") and shown.root.note
+    assert all("/launches/DRYRUN/" in s.script_path for s in shown.sweeps)
+    assert all("--array=0-2%2" in s.submissions[0].command() for s in shown.sweeps)

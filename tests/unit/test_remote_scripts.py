@@ -88,9 +88,8 @@ def test_preflight_on_resume_reports_lookup_errors_and_the_snapshot(tmp_path: Pa
     snap = tmp_path / "root" / "snapshots" / "l1"
     snap.mkdir(parents=True)
     assert _resume_preflight(tmp_path, scontrol="true").snapshot == "writable"
-    if os.geteuid() != 0:  # root may write anywhere: the frozen case is covered on the sandbox
-        snap.chmod(0o555)
-        assert _resume_preflight(tmp_path, scontrol="true").snapshot == "frozen"
+    snap.chmod(0o555)  # the freeze's mark, whoever looks (root too)
+    assert _resume_preflight(tmp_path, scontrol="true").snapshot == "frozen"
 
 
 def _prepared(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -141,3 +140,66 @@ def test_submit_on_a_full_disk_reports_the_cause_the_failing_step_printed(tmp_pa
     assert [e.kind for e in events] == ["fatal"] and result.returncode == 1
     assert "could not unpack the job files" in (events[0].error or "")
     assert "No space left on device" in (events[0].error or "")
+
+
+def test_preflight_prepares_the_snapshot_where_symlinks_lead_and_names_the_previous_one(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    (real / "snapshots" / "l0").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "link").symlink_to(real)
+    env = _bin(tmp_path, sbatch="exit 0", scontrol="true", rsync='echo "rsync  version 3.2.7  protocol version 32"')
+    script = preflight_script(remote_dir="~/link", setup=(), interpreter="bash", need="bash",
+                              test_script="#!/bin/bash\n", snapshot_name="l1", previous_snapshot="l0")
+    report = parse_preflight(_bash(script, env).stdout)
+    assert report.problems == () and report.site is not None
+    assert report.site.snapshots == str(real / "snapshots")  # rsync's --link-dest needs the real path
+    assert (report.site.state, report.site.previous, report.snapshot) == ("missing", "l0", "missing")
+    assert report.site.rsync.startswith("rsync  version 3.2.7")
+    gone = preflight_script(remote_dir="~/link", setup=(), interpreter="bash", need="bash",
+                            test_script="#!/bin/bash\n", snapshot_name="l1", previous_snapshot="l9")
+    assert parse_preflight(_bash(gone, env).stdout).site.previous is None  # type: ignore[union-attr]
+
+
+def test_preflight_names_an_unwritable_root_once_and_reports_no_snapshot(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch="exit 0", scontrol="true", mkdir='echo "mkdir: Permission denied" >&2; exit 1')
+    script = preflight_script(remote_dir="/nowhere/root", setup=(), interpreter="bash", need="bash",
+                              test_script="#!/bin/bash\n", snapshot_name="l1")
+    report = parse_preflight(_bash(script, env).stdout)
+    assert [p for p in report.problems if "Permission denied" in p] == ["cannot create /nowhere/root: mkdir: Permission denied"]
+    assert report.site is None and report.snapshot is None
+
+
+def test_submit_freezes_the_snapshot_before_the_first_sbatch_and_says_so(tmp_path: Path) -> None:
+    snap = tmp_path / "root" / "snapshots" / "l1"
+    (snap / "pkg").mkdir(parents=True)
+    (snap / "pkg" / "m.py").write_text("x = 1\n")
+    calls = tmp_path / "calls"
+    env = _bin(tmp_path, sbatch=f'find {snap} -perm /222 >> {calls}; echo "$*" >> {calls}; echo 7')
+    layout, sweeps = _prepared(tmp_path)
+    result = _bash(submit_script(sweeps, root=layout.root, freeze=str(snap)), env)
+    events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
+    assert [e.kind for e in events] == ["frozen", "submitted", "submitted", "done"]
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2 and not any(line.startswith(str(snap)) for line in lines)  # nothing writable at sbatch
+    assert all(p.stat().st_mode & 0o222 == 0 for p in (snap, *snap.rglob("*")))
+
+
+def test_submit_stops_before_any_sbatch_when_the_freeze_fails(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    env = _bin(tmp_path, sbatch=f'echo "$*" >> {calls}; echo 7', chmod='echo "chmod: Read-only file system" >&2; exit 1')
+    layout, sweeps = _prepared(tmp_path)
+    result = _bash(submit_script(sweeps, root=layout.root, freeze=str(tmp_path / "snap")), env)
+    events = [e for e in map(parse_submit_line, result.stdout.splitlines()) if e]
+    assert [e.kind for e in events] == ["fatal"] and result.returncode == 1
+    assert "could not make the code snapshot" in (events[0].error or "") and "Read-only file system" in (events[0].error or "")
+    assert not calls.exists()
+
+
+def test_preflight_names_a_snapshots_directory_it_cannot_enter(tmp_path: Path) -> None:
+    env = _bin(tmp_path, sbatch="exit 0", scontrol="true", mkdir="exit 0")  # as if it existed, but cannot be entered
+    script = preflight_script(remote_dir=str(tmp_path / "root"), setup=(), interpreter="bash", need="bash",
+                              test_script="#!/bin/bash\n", snapshot_name="l1")
+    (tmp_path / "root").mkdir()
+    report = parse_preflight(_bash(script, env).stdout)
+    assert any(p.startswith(f"cannot enter {tmp_path}/root/snapshots: ") for p in report.problems), report.problems
+    assert report.site is None

@@ -147,7 +147,7 @@ def test_tail_events() -> None:
 
 
 def test_cancel_resolves_launches_sweeps_and_jobs(tmp_path: Path) -> None:
-    from atlas_sweeps.cli.cancel import plan_cancel
+    from atlas_sweeps.launch.cancel import plan_cancel
 
     db = _db(tmp_path)
     assert plan_cancel(db, "new").slurm_ids == ("12",) and plan_cancel(db, "new").jobs == 2
@@ -199,7 +199,7 @@ class _FakeCluster:
 
 
 def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_path: Path) -> None:
-    from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
+    from atlas_sweeps.launch.cancel import cancelled_states, plan_cancel
     from atlas_sweeps.status.poller import Poller
 
     db = _db(tmp_path)
@@ -231,7 +231,7 @@ def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_pat
 
 def test_a_recorded_cancel_is_checked_by_one_poll(tmp_path: Path) -> None:
     """A task that finished just before scancel reached it (all of the launch cancelled) shows how it ended."""
-    from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
+    from atlas_sweeps.launch.cancel import cancelled_states, plan_cancel
     from atlas_sweeps.status.poller import Poller
 
     db = _db(tmp_path)
@@ -249,7 +249,7 @@ def test_a_recorded_cancel_is_checked_by_one_poll(tmp_path: Path) -> None:
 
 
 def test_cancel_records_only_tasks_not_known_to_be_final(tmp_path: Path) -> None:
-    from atlas_sweeps.cli.cancel import cancelled_states, plan_cancel
+    from atlas_sweeps.launch.cancel import cancelled_states, plan_cancel
 
     db = _db(tmp_path)
     db.save_task_states("new", [TaskSeen(launch_id="new", job_id="12", task=0, state="COMPLETED", exit_code=0),
@@ -271,7 +271,7 @@ def test_tail_explains_a_task_cancelled_before_it_started() -> None:
 
 
 def test_cancel_of_an_absurd_task_range_is_a_one_line_usage_error(tmp_path: Path) -> None:
-    from atlas_sweeps.cli.cancel import plan_cancel
+    from atlas_sweeps.launch.cancel import plan_cancel
 
     db = _db(tmp_path)
     start = time.perf_counter()
