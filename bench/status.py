@@ -78,9 +78,11 @@ def parse_render(tasks: int) -> dict[str, float]:
     """Seconds to parse, merge, and render ``tasks`` array tasks (half running/pending in squeue, half done
     in sacct), as ``--once`` (every row: the plain renderer it uses above PLAIN_ROWS, and rich's Table for
     comparison) and live (40 rows)."""
-    from atlas_sweeps.slurm.jobstate import merge_tasks, parse_sacct, parse_squeue
+    from atlas_sweeps.slurm.merge import merge_tasks
+    from atlas_sweeps.slurm.sacct import parse_sacct
+    from atlas_sweeps.slurm.squeue import parse_squeue
     from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
-    from atlas_sweeps.status.poller import StatusSnapshot, build_launch_status
+    from atlas_sweeps.status.model import StatusSnapshot, build_launch_status
     from atlas_sweeps.status.view import render_status, status_document
 
     job = "5000"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ def _targets(jobs, tasks=None) -> tuple[tuple[str, int], ...]:  # type: ignore[n
 
 
 def _unfinished(db, launch_id: str, targets: tuple[tuple[str, int], ...]) -> int:  # type: ignore[no-untyped-def]
-    from atlas_sweeps.slurm.jobstate import is_terminal
+    from atlas_sweeps.slurm.states import is_terminal
 
     seen = {(s.job_id, s.task): s.state for s in db.task_states(launch_id)}
     return sum(1 for key in targets if not is_terminal(seen.get(key, "PENDING")))
@@ -43,7 +42,8 @@ def cancelled_states(seen, plan: CancelPlan, *, now: float):  # type: ignore[no-
     at once and may have no sacct record, so without this it would stay pending for good."""
     from dataclasses import replace
 
-    from atlas_sweeps.slurm.jobstate import CANCEL_SOURCE, is_terminal
+    from atlas_sweeps.slurm.states import is_terminal
+    from atlas_sweeps.slurm.task import CANCEL_SOURCE
     from atlas_sweeps.state.store import TaskSeen
 
     known = {(s.job_id, s.task): s for s in seen}
@@ -58,7 +58,7 @@ def cancelled_states(seen, plan: CancelPlan, *, now: float):  # type: ignore[no-
 
 def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
     """Resolve TARGET (launch id, LAUNCH/SWEEP, sweep name or job id) against the state database."""
-    from atlas_sweeps.slurm.jobstate import parse_array_id
+    from atlas_sweeps.slurm.array_ids import parse_array_id
 
     launch = db.launch(target)
     if launch is not None:
@@ -113,10 +113,11 @@ def plan_cancel(db, target: str) -> CancelPlan:  # type: ignore[no-untyped-def]
 def scancel_script(slurm_ids: tuple[str, ...]) -> str:
     """One ``scancel`` for every id (array ids cancel all their tasks)."""
     from atlas_sweeps.remote.protocol import EMIT_FUNCTION
+    from atlas_sweeps.slurm.scancel import scancel_command
 
     return "\n".join([
         EMIT_FUNCTION,
-        f"out=$(scancel -- {' '.join(shlex.quote(i) for i in slurm_ids)} 2>&1); rc=$?",
+        f"out=$({scancel_command(slurm_ids)} 2>&1); rc=$?",
         'emit scancel "$rc|$out"',
     ]) + "\n"
 

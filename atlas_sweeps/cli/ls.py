@@ -22,7 +22,8 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
 
     from atlas_sweeps import console
     from atlas_sweeps.state.store import StateDB
-    from atlas_sweeps.status.poller import stored_status, wandb_counts
+    from atlas_sweeps.status.backend_progress import wandb_counts
+    from atlas_sweeps.status.stored import stored_status
     from atlas_sweeps.status.view import launch_document
 
     db = StateDB.open_default()
@@ -94,7 +95,7 @@ def _compact(counts: dict[str, int]) -> str:
 def _base_url(rec) -> str | None:  # type: ignore[no-untyped-def]
     from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.errors import UsageError
-    from atlas_sweeps.status.poller import project_dir_of
+    from atlas_sweeps.status.stored import project_dir_of
 
     try:
         return load_profile(rec.cluster, project_dir=project_dir_of(rec)).wandb_base_url

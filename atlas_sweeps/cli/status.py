@@ -51,7 +51,7 @@ def open_poller(db, launches, *, accept_new_host_key: bool):  # type: ignore[no-
 
 def select_launches(db, launch_ids: tuple[str, ...]):  # type: ignore[no-untyped-def]
     """The launches named, or by default those with unfinished jobs plus the most recent one."""
-    from atlas_sweeps.status.poller import default_launches
+    from atlas_sweeps.status.stored import default_launches
 
     if launch_ids:
         chosen = []
@@ -144,7 +144,7 @@ def _once(poller, launches, *, as_json: bool) -> int:  # type: ignore[no-untyped
 
 def _wait(poller, launches, *, every: float, timeout: float | None, as_json: bool) -> int:  # type: ignore[no-untyped-def]
     from atlas_sweeps import console
-    from atlas_sweeps.status.poller import backoff_delay
+    from atlas_sweeps.status.refresh import backoff_delay
     from atlas_sweeps.status.view import progress_text
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -175,7 +175,7 @@ def _live(poller, launches, *, every: float) -> int:  # type: ignore[no-untyped-
     from rich.live import Live
 
     from atlas_sweeps import console
-    from atlas_sweeps.status.poller import backoff_delay
+    from atlas_sweeps.status.refresh import backoff_delay
     from atlas_sweeps.status.view import render_status
 
     out = console.out()

@@ -13,7 +13,7 @@ from atlas_sweeps.errors import UsageError
 def resolve_job(db, job: str, *, stream: str):  # type: ignore[no-untyped-def]
     """``(slurm id, log path or None, cluster or None)`` for JOB as the state database knows it."""
     from atlas_sweeps.launch.layout import log_path
-    from atlas_sweeps.slurm.jobstate import parse_array_id
+    from atlas_sweeps.slurm.array_ids import parse_array_id
 
     try:
         parsed = parse_array_id(job)
@@ -59,7 +59,7 @@ def tail(job: str, stderr: bool, lines: int, cluster: str | None, accept_new_hos
     from atlas_sweeps.config.profile import STATUS_INTERVAL_FLOOR, load_profile
     from atlas_sweeps.remote import open_remote
     from atlas_sweeps.state.store import StateDB
-    from atlas_sweeps.status.poller import project_dir_of
+    from atlas_sweeps.status.stored import project_dir_of
     from atlas_sweeps.status.tail import cancelled_note, exit_status, follow, tail_script
 
     stream = "err" if stderr else "out"

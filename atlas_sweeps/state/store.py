@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_sweeps.errors import StateError
+from atlas_sweeps.slurm.task import TaskState
 
 # The schema, as the migrations that build it: entry i takes a database from version i to i + 1
 # (``PRAGMA user_version``). Append an entry to change the schema (adding a column is one
@@ -353,24 +354,28 @@ class StateDB:
                           accounting=None if row["accounting"] is None else bool(row["accounting"]))
 
 
-@dataclass(frozen=True)
-class TaskSeen:
-    """One array task's state as the last successful ``status`` poll saw it."""
+@dataclass(frozen=True, kw_only=True)
+class TaskSeen(TaskState):
+    """One array task's state as the last successful ``status`` poll saw it: its ``TaskState`` plus the
+    launch, the log's last line and when (one row of ``task_states``)."""
 
-    launch_id: str
-    job_id: str
-    task: int
-    state: str
-    reason: str = ""
-    node: str = ""
-    elapsed: int | None = None
-    time_limit: int | None = None
-    exit_code: int | None = None
-    start: str = ""
-    end: str = ""
     source: str = ""
+    launch_id: str
     log_line: str = ""
     seen: float = 0.0
+
+    @classmethod
+    def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0) -> TaskSeen:
+        """The row recording ``state``."""
+        return cls(**{f: getattr(state, f) for f in _TASK_FIELDS}, launch_id=launch_id, log_line=log_line,
+                   seen=seen)
+
+    def task_state(self) -> TaskState:
+        """The Slurm state alone, as a merge takes it."""
+        return TaskState(**{f: getattr(self, f) for f in _TASK_FIELDS})
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(TaskState))
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from atlas_sweeps.slurm.jobstate import DONE, FAILED, PENDING, RUNNING, UNKNOWN, format_duration
-from atlas_sweeps.status.poller import LaunchStatus, StatusSnapshot, SweepStatus, TaskRow
+from atlas_sweeps.slurm.durations import format_duration
+from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN
+from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, SweepStatus, TaskRow
 
 _STATE_STYLE = {DONE: "green", RUNNING: "cyan", PENDING: "yellow", FAILED: "bold red", UNKNOWN: "dim"}
 # Which rows a height-limited (live) table keeps first.

@@ -1,0 +1,43 @@
+"""One array task's state as last known (Slurm's state and details) and where we learned it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from atlas_sweeps.slurm.states import category
+
+# ``source`` of a state: which record said it.
+SQUEUE_SOURCE = "squeue"
+SACCT_SOURCE = "sacct"
+# The exit-code file the task's script wrote as it exited (``jobs.exit_record``).
+EXIT_FILE_SOURCE = "exit-file"
+# A state ``cancel`` recorded: scancel succeeded, and a task that never started leaves squeue at once and
+# may have no sacct record of its own.
+CANCEL_SOURCE = "scancel"
+LAST_SEEN_SOURCE = "last-seen"
+NO_SOURCE = "none"
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One array task as last known: Slurm's state and details, and where we learned it."""
+
+    job_id: str  # the array job id
+    task: int
+    state: str
+    reason: str = ""
+    node: str = ""
+    elapsed: int | None = None
+    time_limit: int | None = None
+    exit_code: int | None = None
+    start: str = ""
+    end: str = ""
+    source: str = SQUEUE_SOURCE  # squeue, sacct, exit-file, last-seen, scancel, none
+
+    @property
+    def slurm_id(self) -> str:
+        return f"{self.job_id}_{self.task}"
+
+    @property
+    def category(self) -> str:
+        return category(self.state)
