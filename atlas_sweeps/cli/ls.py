@@ -23,8 +23,8 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
     from atlas_sweeps import console
     from atlas_sweeps.state.store import StateDB
     from atlas_sweeps.status.backend_progress import wandb_counts
+    from atlas_sweeps.status.document import launch_document
     from atlas_sweeps.status.stored import stored_status
-    from atlas_sweeps.status.view import launch_document
 
     db = StateDB.open_default()
     launches = db.launches(limit=limit)

@@ -119,7 +119,8 @@ def status(launch_ids: tuple[str, ...], once: bool, as_json: bool, wait: bool, t
 
 def _print(snapshot, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     from atlas_sweeps import console
-    from atlas_sweeps.status.view import render_status, status_document
+    from atlas_sweeps.status.document import status_document
+    from atlas_sweeps.status.view import render_status
 
     if as_json:
         click.echo(json.dumps(status_document(snapshot), indent=2))

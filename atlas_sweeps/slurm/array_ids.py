@@ -39,8 +39,9 @@ class ArrayId:
 def parse_task_spans(text: str) -> tuple[range, ...]:
     """Task ranges of ``5-9%2``, ``[1,3,5-7]`` or ``0-10:2`` (the ``%`` throttle is dropped), never expanded;
     ``ValueError`` for an index beyond any Slurm's largest array (``1_[0-9999999999]``) or a malformed part."""
-    if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) <= MAX_TASK_INDEX:  # one task, as most lines name
-        return (range(int(text), int(text) + 1),)
+    one = single_task(text)
+    if one is not None:
+        return (range(one, one + 1),)
     body = text.strip().strip("[]").split("%", 1)[0]
     spans: list[range] = []
     for part in filter(None, body.split(",")):
@@ -55,6 +56,15 @@ def parse_task_spans(text: str) -> tuple[range, ...]:
     if sum(len(span) for span in spans) > MAX_TASK_INDEX + 1:
         raise ValueError(f"{text!r} names more tasks than the largest Slurm array holds ({MAX_TASK_INDEX + 1})")
     return tuple(spans)
+
+
+def single_task(text: str) -> int | None:
+    """The index ``text`` is when it is one plain task index within bounds (``7``), else None: the fast
+    path for the lines of a large array, each naming one task."""
+    if text.isascii() and text.isdigit() and len(text) <= 9:
+        index = int(text)
+        return index if index <= MAX_TASK_INDEX else None
+    return None
 
 
 def _index(part: str, whole: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from atlas_sweeps.slurm._records import clean, records
-from atlas_sweeps.slurm.array_ids import parse_array_id
+from atlas_sweeps.slurm.array_ids import parse_array_id, single_task
 from atlas_sweeps.slurm.durations import parse_duration
 from atlas_sweeps.slurm.exit_codes import final_code
 from atlas_sweeps.slurm.states import is_terminal, normalize_state
@@ -42,13 +42,12 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
     rank: dict[tuple[str, int], int] = {}
     for rec in records(text, SACCT_FIELDS):
         try:
-            parsed = parse_array_id(rec["JobID"])
+            job_id, tasks, level = _tasks_of(rec["JobID"])
         except ValueError:
             continue
-        if wanted is not None and parsed.job_id not in wanted:
+        if wanted is not None and job_id not in wanted:
             continue
         state = normalize_state(rec["State"])
-        level = 0 if parsed.spans is None else 2 if parsed.task is not None else 1
         if level == 0 and is_terminal(state):
             continue  # the array's original record before its task id is known: which task ended is not said
         reason = clean(rec["Reason"]) if state != "COMPLETED" else ""
@@ -56,15 +55,28 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
         end = clean(rec["End"]) if is_terminal(state) else ""
         elapsed, limit = parse_duration(rec["Elapsed"]), parse_duration(rec["Timelimit"])
         code = final_code(state, rec["ExitCode"]) if level == 2 else None  # a record of several tasks: not theirs
-        for task in parsed.tasks if parsed.tasks is not None else (0,):
-            key = (parsed.job_id, task)
+        for task in tasks:
+            key = (job_id, task)
             if rank.get(key, -1) > level:
                 continue
             rank[key] = level
-            found[key] = TaskState(job_id=parsed.job_id, task=task, state=state, reason=reason, node=node,
+            found[key] = TaskState(job_id=job_id, task=task, state=state, reason=reason, node=node,
                                    elapsed=elapsed, time_limit=limit, exit_code=code, start=start, end=end,
                                    source=SACCT_SOURCE)
     return list(found.values())
+
+
+def _tasks_of(job_field: str) -> tuple[str, tuple[int, ...], int]:
+    """The array id, tasks and rank of a record's JobID: 2 for one task (``12_3``), 1 for several
+    (``12_[4-9%2]``), 0 for none (``12``: it stands for task 0). ``ValueError`` for another id."""
+    job_id, _, task = job_field.partition("_")
+    one = single_task(task) if job_id.isascii() and job_id.isdigit() else None
+    if one is not None:  # most records: one task
+        return job_id, (one,), 2
+    parsed = parse_array_id(job_field)
+    if parsed.tasks is None:
+        return parsed.job_id, (0,), 0
+    return parsed.job_id, parsed.tasks, 2 if parsed.task is not None else 1
 
 
 def accounting_missing(sacct_stderr: str) -> bool:

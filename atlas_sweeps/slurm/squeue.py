@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Iterable
 
 from atlas_sweeps.slurm._records import clean, records
-from atlas_sweeps.slurm.array_ids import parse_array_id, parse_task_ranges
+from atlas_sweeps.slurm.array_ids import parse_array_id, parse_task_ranges, single_task
 from atlas_sweeps.slurm.durations import parse_duration
 from atlas_sweeps.slurm.exit_codes import final_code
 from atlas_sweeps.slurm.states import is_terminal, normalize_state
@@ -33,6 +33,9 @@ def squeue_command(job_names: Iterable[str]) -> str:
 
 
 def _tasks_of(task_field: str, jobid_field: str) -> tuple[int, ...] | None:
+    one = single_task(task_field)  # most lines of a large array
+    if one is not None:
+        return (one,)
     if task_field in ("", "N/A"):
         parsed = parse_array_id(jobid_field) if jobid_field else None
         return parsed.tasks if parsed else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
 from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
@@ -38,6 +39,10 @@ class SweepStatus:
 
     @property
     def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    @cached_property
+    def _counts(self) -> dict[str, int]:  # the views ask for them several times a refresh
         return count_categories(t.category for t in self.tasks)
 
 
@@ -59,7 +64,7 @@ class LaunchStatus:
 
     @property
     def counts(self) -> dict[str, int]:
-        return count_categories(t.category for t in self.tasks)
+        return add_counts(s.counts for s in self.sweeps)
 
     @property
     def finished(self) -> bool:
@@ -83,7 +88,7 @@ class StatusSnapshot:
 
     @property
     def counts(self) -> dict[str, int]:
-        return count_categories(t.category for launch in self.launches for t in launch.tasks)
+        return add_counts(launch.counts for launch in self.launches)
 
 
 def count_categories(categories: Iterable[str]) -> dict[str, int]:
@@ -91,6 +96,15 @@ def count_categories(categories: Iterable[str]) -> dict[str, int]:
     for cat in categories:
         counts[cat] = counts.get(cat, 0) + 1
     counts["total"] = sum(counts.values())
+    return counts
+
+
+def add_counts(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The sum of several ``count_categories`` results."""
+    counts = count_categories(())
+    for part in parts:
+        for key, n in part.items():
+            counts[key] = counts.get(key, 0) + n
     return counts
 
 

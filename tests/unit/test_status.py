@@ -13,11 +13,12 @@ from rich.console import Console
 from atlas_sweeps.errors import RemoteError, UsageError
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
+from atlas_sweeps.status.document import status_document
 from atlas_sweeps.status.poll import _NEED_AWK, ArrayQuery, parse_exit_files, parse_poll, poll_script
 from atlas_sweeps.status.refresh import backoff_delay
 from atlas_sweeps.status.stored import default_launches, stored_status
 from atlas_sweeps.status.tail import exit_status, parse_tail_line, tail_script
-from atlas_sweeps.status.view import render_status, status_document
+from atlas_sweeps.status.view import render_status
 
 
 def _emit(pairs: list[tuple[str, str]]) -> str:
