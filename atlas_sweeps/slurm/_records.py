@@ -14,7 +14,9 @@ def records(text: str, fields: tuple[str, ...], *, sep: str = "|") -> Iterator[d
     for line in text.splitlines():
         cols = line.split(sep)
         if len(cols) >= count:
-            yield dict(zip(fields, map(str.strip, cols), strict=False))
+            # Most lines hold no blank at all: only the others need each value stripped.
+            yield dict(zip(fields, cols if " " not in line and "\t" not in line else map(str.strip, cols),
+                           strict=False))
 
 
 def clean(value: str) -> str:

@@ -8,11 +8,12 @@ import time
 from datetime import datetime
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN
+from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, STATES, UNKNOWN
 from atlas_sweeps.status.columns import TABLE_COLUMNS
 from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, SweepStatus, TaskRow
 from atlas_sweeps.status.plain import PlainSweepTable
@@ -20,6 +21,7 @@ from atlas_sweeps.status.plain import PlainSweepTable
 _STATE_STYLE = {DONE: "green", RUNNING: "cyan", PENDING: "yellow", FAILED: "bold red", UNKNOWN: "dim"}
 # Which rows a height-limited (live) table keeps first.
 _ROW_PRIORITY = {RUNNING: 0, FAILED: 1, PENDING: 2, UNKNOWN: 3, DONE: 4}
+_STATE_PRIORITY = {state: _ROW_PRIORITY[cat] for state, cat in STATES.items()}  # the rest: UNKNOWN's
 PLAIN_ROWS = 200  # above this many rows, a one-shot view is plain aligned text instead of rich tables
 
 
@@ -69,9 +71,9 @@ def _sweep_header(sweep: SweepStatus) -> Text:
     return text
 
 
-def _task_cells(row: TaskRow) -> list[RenderableType]:
+def _task_cells(row: TaskRow) -> list[Text]:
     """The row's cells for rich's Table: the colored column styled, the shrinking one cut with an ellipsis."""
-    out: list[RenderableType] = []
+    out: list[Text] = []
     for col in TABLE_COLUMNS:
         text = col.cell(row) if col.cell else ""
         if col.colored:
@@ -79,24 +81,32 @@ def _task_cells(row: TaskRow) -> list[RenderableType]:
         elif col.shrinks:
             out.append(Text(text, no_wrap=True, overflow="ellipsis"))
         else:
-            out.append(text)
+            out.append(Text(text))
     return out
 
 
 def _sweep_table(sweep: SweepStatus, *, keep: set[int] | None, stale: bool) -> Table:
     table = Table(title=_sweep_header(sweep), title_justify="left", style="dim" if stale else None,
                   pad_edge=False, box=box.SIMPLE_HEAD, show_edge=False)
+    shown = [row for row in sweep.tasks if keep is None or id(row) in keep]
+    cells = [_task_cells(row) for row in shown]
     # Only the shrinking column may (its cells are no_wrap Text with an ellipsis): rich would otherwise
-    # squeeze the short id columns to nothing on a narrow terminal.
-    for col in TABLE_COLUMNS:
-        table.add_column(col.header or "", justify=col.justify, no_wrap=not col.shrinks, max_width=col.max_width)
-    hidden: dict[str, int] = {}
-    for row in sweep.tasks:
-        if keep is None or id(row) in keep:
-            table.add_row(*_task_cells(row))
-        else:
-            hidden[row.category] = hidden.get(row.category, 0) + 1
-    if hidden:
+    # squeeze the short id columns to nothing on a narrow terminal. The others' widths are measured here,
+    # as rich would (their cells are one line each), which spares rich measuring every cell.
+    for i, col in enumerate(TABLE_COLUMNS):
+        width = None
+        if not col.shrinks:
+            width = max([cell_len(col.header or ""), *(cell_len(row[i].plain) for row in cells)])
+            width = width if col.max_width is None else min(width, col.max_width)
+        table.add_column(col.header or "", justify=col.justify, no_wrap=not col.shrinks, max_width=col.max_width,
+                         width=width)
+    for row in cells:
+        table.add_row(*row)
+    if keep is not None and len(shown) < len(sweep.tasks):
+        hidden: dict[str, int] = {}
+        for row in sweep.tasks:
+            if id(row) not in keep:
+                hidden[row.category] = hidden.get(row.category, 0) + 1
         what = ", ".join(f"{n} {cat}" for cat, n in hidden.items())
         table.caption = f"… {sum(hidden.values())} more tasks hidden ({what}); --once shows all"
         table.caption_justify = "left"
@@ -107,12 +117,12 @@ def _most_interesting(rows: list[TaskRow], count: int) -> set[int]:
     """``id`` of the first ``count`` rows by priority (running, failed, pending, unknown, done), in order
     within each: one pass, however many rows there are."""
     buckets: dict[int, list[TaskRow]] = {}
+    priority, unknown = _STATE_PRIORITY, _ROW_PRIORITY[UNKNOWN]
     for row in rows:
-        buckets.setdefault(_ROW_PRIORITY.get(row.category, 9), []).append(row)
+        buckets.setdefault(priority.get(row.state.state, unknown), []).append(row)
     keep: set[int] = set()
-    for priority in sorted(buckets):
-        for row in buckets[priority][:count - len(keep)]:
-            keep.add(id(row))
+    for rank in sorted(buckets):
+        keep.update(id(row) for row in buckets[rank][:count - len(keep)])
     return keep
 
 

@@ -97,3 +97,19 @@ def test_merge_of_a_large_live_array_keeps_squeues_states() -> None:
             for t in range(1000)]
     merged = merge_tasks(arrays={"9": 1000}, squeue=live, sacct=[], last_seen=[])
     assert [merged[("9", t)] for t in range(1000)] == live
+
+
+def test_task_states_hand_written_init_takes_every_field_in_order() -> None:
+    import inspect
+    from dataclasses import fields, replace
+
+    params = list(inspect.signature(TaskState.__init__).parameters)[1:]
+    assert params == [f.name for f in fields(TaskState)]
+    state = TaskState("1", 2, "RUNNING", node="vm")
+    assert replace(state, state="COMPLETED") == TaskState("1", 2, "COMPLETED", node="vm")
+    try:
+        state.state = "FAILED"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("TaskState must stay frozen")
