@@ -4,10 +4,12 @@ status poll stored locally; ``--refresh`` polls the cluster first, one call per 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from atlas_sweeps.state.store import LaunchRecord
+if TYPE_CHECKING:
+    from atlas_sweeps.state.store import LaunchRecord
 
 
 @click.command(name="ls")
