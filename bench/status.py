@@ -131,6 +131,52 @@ def parse_render(tasks: int) -> dict[str, float]:
     return figures
 
 
+def stored_refresh(tasks: int, tmp: Path) -> float:
+    """Seconds of a whole refresh of ``tasks`` array tasks but the SSH round trip: the poll's recorded answer
+    parsed, merged with the last states seen, written to the state database (best of three after the first)."""
+    import base64
+
+    from atlas_sweeps.remote.base import Result
+    from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord
+    from atlas_sweeps.status.poller import Poller
+
+    job, half = "5000", tasks // 2
+    squeue = "\n".join((SQUEUE_RUNNING if t < half + 100 else SQUEUE_PENDING).format(j=job, t=t, r=10000 + t)
+                       for t in range(half, tasks))
+    sacct = "\n".join(SACCT_DONE.format(j=job, t=t, r=10000 + t) for t in range(half))
+    answer = "".join(f"ATLAS {key} {base64.b64encode(value.encode()).decode()}\n" for key, value in
+                     (("squeue", squeue), ("accounting", "yes"), ("sacct", sacct), ("done", "ok")))
+
+    class Recorded:  # the login node's answer, as recorded; no session
+        calls = 0
+
+        def run_script(self, script: str, *, timeout: float | None = None) -> Result:
+            return Result(command="bash -s", exit_code=0, stdout=answer, stderr="")
+
+        def close(self) -> None:
+            pass
+
+    db = StateDB(tmp / f"refresh{tasks}.db")
+    db.add_launch(LaunchRecord(id="bench", created=time.time(), config_path="bench.yml", config_text="", cluster="c",
+                               backend="local", nodes=100, remote_dir="/r", snapshot="", status="submitted",
+                               total_runs=tasks, total_hours=1.0))
+    db.add_sweep(SweepRecord(launch_id="bench", name="bench", tags=(), runs=tasks, jobs=1, config={}, log_dir="/l"))
+    db.add_job(JobRecord(launch_id="bench", sweep_name="bench", chunk=0, job_id=job, job_name="atlas-bench-bench",
+                         array_spec=f"0-{tasks - 1}%100", task_offset=0, task_count=tasks, output="/l/%A_%a.out",
+                         error="/l/%A_%a.err", script="/s", submitted=time.time()))
+    poller = Poller(db=db, remote_factory=lambda _cluster: Recorded(), fetch_wandb=False)  # type: ignore[arg-type,return-value]
+    launch = db.launch("bench")
+    assert launch is not None
+    poller.poll([launch])  # the first poll has no last states to read
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        poller.poll([launch])
+        times.append(time.perf_counter() - t0)
+    db.close()
+    return min(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-sandbox", action="store_true", help="skip the figures that need the sandbox cluster")
@@ -149,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in runs[0]:
             best = min(run[name] for run in runs)
             rows.append((f"{name}, {tasks:,} array tasks (recorded output)", f"{best * 1000:.0f} ms"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for tasks in (5000, 50000):
+            seconds = stored_refresh(tasks, Path(tmp))
+            rows.append((f"whole refresh but the SSH round trip (parse, merge, state DB), {tasks:,} array tasks",
+                         f"{seconds * 1000:.0f} ms"))
     print("| measurement | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -335,15 +336,15 @@ class StateDB:
 
     @staticmethod
     def _put_task_states(db: sqlite3.Connection, tasks: list[TaskSeen]) -> None:
-        cols = [f.name for f in fields(TaskSeen)]
-        sql = (f"INSERT OR REPLACE INTO task_states ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
-               f"VALUES ({', '.join('?' * len(cols))})")
-        db.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
+        cols = ", ".join(f'"{c}"' for c in _SEEN_FIELDS)
+        sql = f"INSERT OR REPLACE INTO task_states ({cols}) VALUES ({', '.join('?' * len(_SEEN_FIELDS))})"
+        db.executemany(sql, map(_seen_values, tasks))
 
     def task_states(self, launch_id: str) -> list[TaskSeen]:
         """The last-seen states of a launch's tasks (empty before its first poll)."""
-        rows = self._rows("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
-        return [_row(TaskSeen, r) for r in rows]
+        cols = ", ".join(f'"{c}"' for c in _SEEN_FIELDS)
+        rows = self._rows(f"SELECT {cols} FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
+        return [TaskSeen._from_fields(dict(zip(_SEEN_FIELDS, r, strict=True))) for r in rows]
 
     def last_poll(self, launch_id: str) -> PollRecord | None:
         """The launch's last successful poll, if any."""
@@ -367,14 +368,16 @@ class TaskSeen(TaskState):
     @classmethod
     def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0) -> TaskSeen:
         """The row recording ``state``."""
-        return cls(**{f: getattr(state, f) for f in _TASK_FIELDS}, launch_id=launch_id, log_line=log_line,
-                   seen=seen)
+        # vars(): a TaskState's fields (a TaskSeen's too, whose own three are replaced).
+        return cls._from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen})
 
     def task_state(self) -> TaskState:
-        """The Slurm state alone, as a merge takes it."""
-        return TaskState(**{f: getattr(self, f) for f in _TASK_FIELDS})
+        """The Slurm state alone (a TaskSeen is one already: merges take it as it is)."""
+        return TaskState._from_fields({f: getattr(self, f) for f in _TASK_FIELDS})
 
 
+_SEEN_FIELDS = tuple(f.name for f in fields(TaskSeen))
+_seen_values = attrgetter(*_SEEN_FIELDS)  # a row's values in _SEEN_FIELDS order
 _TASK_FIELDS = tuple(f.name for f in fields(TaskState))
 
 

@@ -110,7 +110,7 @@ class Poller:
             prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
             states = merge_tasks(arrays={j.job_id: j.task_count for j in jobs}, squeue=result.squeue,
-                                 sacct=result.sacct, last_seen=[s.task_state() for s in seen.values()],
+                                 sacct=result.sacct, last_seen=seen.values(),
                                  exit_codes=result.exit_codes, accounting=accounting,
                                  queried={a.job_id for a in arrays})
             logs = {key: s.log_line for key, s in seen.items() if s.log_line}

@@ -16,7 +16,7 @@ def stored_status(db: StateDB, launch: LaunchRecord, *, stale: bool = False, err
     """A launch as the database last saw it (no remote call)."""
     seen = db.task_states(launch.id)
     poll = db.last_poll(launch.id)
-    states = {(s.job_id, s.task): s.task_state() for s in seen}
+    states = {(s.job_id, s.task): s for s in seen}
     logs = {(s.job_id, s.task): s.log_line for s in seen if s.log_line}
     return build_launch_status(launch, db.sweeps(launch.id), db.jobs(launch.id), states=states, log_lines=logs,
                                polled=poll.polled if poll else None,
