@@ -46,7 +46,7 @@ class TaskState:
                              time_limit=time_limit, exit_code=exit_code, start=start, end=end, source=source)
 
     @classmethod
-    def _from_fields(cls: type[_T], values: dict[str, Any]) -> _T:
+    def from_fields(cls: type[_T], values: dict[str, Any]) -> _T:
         """An instance (of a subclass too) from ``values``, which names every field: what a stored row holds.
         Thousands per refresh; this skips the per-field calls of a frozen dataclass's ``__init__``."""
         obj = object.__new__(cls)

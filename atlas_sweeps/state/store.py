@@ -344,7 +344,7 @@ class StateDB:
         """The last-seen states of a launch's tasks (empty before its first poll)."""
         cols = ", ".join(f'"{c}"' for c in _SEEN_FIELDS)
         rows = self._rows(f"SELECT {cols} FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
-        return [TaskSeen._from_fields(dict(zip(_SEEN_FIELDS, r, strict=True))) for r in rows]
+        return [TaskSeen.from_fields(dict(zip(_SEEN_FIELDS, r, strict=True))) for r in rows]
 
     def last_poll(self, launch_id: str) -> PollRecord | None:
         """The launch's last successful poll, if any."""
@@ -369,11 +369,11 @@ class TaskSeen(TaskState):
     def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0) -> TaskSeen:
         """The row recording ``state``."""
         # vars(): a TaskState's fields (a TaskSeen's too, whose own three are replaced).
-        return cls._from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen})
+        return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen})
 
     def task_state(self) -> TaskState:
         """The Slurm state alone (a TaskSeen is one already: merges take it as it is)."""
-        return TaskState._from_fields({f: getattr(self, f) for f in _TASK_FIELDS})
+        return TaskState.from_fields({f: getattr(self, f) for f in _TASK_FIELDS})
 
 
 _SEEN_FIELDS = tuple(f.name for f in fields(TaskSeen))

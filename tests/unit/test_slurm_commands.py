@@ -113,3 +113,10 @@ def test_task_states_hand_written_init_takes_every_field_in_order() -> None:
         pass
     else:
         raise AssertionError("TaskState must stay frozen")
+
+
+def test_a_stored_row_of_a_stored_row_takes_the_new_launch_log_and_time() -> None:
+    old = TaskSeen(launch_id="l1", job_id="7", task=0, state="RUNNING", log_line="step 1", seen=1.0)
+    new = TaskSeen.of(old, launch_id="l1", log_line="step 2", seen=2.0)
+    assert (new.state, new.log_line, new.seen, new.source) == ("RUNNING", "step 2", 2.0, "")
+    assert vars(new).keys() == vars(old).keys()
