@@ -44,7 +44,7 @@ def backend_of(record: LaunchRecord) -> SweepBackend:
     """The backend a recorded launch used, set up from its cluster's profile as found where it was launched
     (defaults when that profile is gone or broken: reading progress must not fail on it)."""
     from atlas_sweeps.config.profile import load_profile
-    from atlas_sweeps.status.poller import project_dir_of
+    from atlas_sweeps.status.stored import project_dir_of
 
     try:
         profile = load_profile(record.cluster, project_dir=project_dir_of(record))

@@ -28,7 +28,7 @@ def cancel(*, target: str, yes: bool, accept_new_host_key: bool) -> int:
     from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.launch.cancel import cancelled_states, plan_cancel, run_scancel, stop_sweeps
     from atlas_sweeps.state.store import StateDB
-    from atlas_sweeps.status.poller import project_dir_of
+    from atlas_sweeps.status.stored import project_dir_of
 
     db = StateDB.open_default()
     plan = plan_cancel(db, target)

@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from atlas_sweeps.backends import NAMES as BACKEND_NAMES
-
-# password_prompt: cli/status.py and cli/tail.py still import it from here (until they import cli/_session.py)
-from atlas_sweeps.cli._session import password_prompt, remote_factory  # noqa: F401
+from atlas_sweeps.cli._session import remote_factory
 from atlas_sweeps.errors import UsageError
 
 if TYPE_CHECKING:

@@ -4,9 +4,12 @@ status poll stored locally; ``--refresh`` polls the cluster first, one call per 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from atlas_sweeps.state.store import LaunchRecord
 
 
 @click.command(name="ls")
@@ -14,17 +17,14 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the list as one JSON document.")
 @click.option("--refresh", is_flag=True, help="Poll the cluster(s) for current job states first.")
 @click.option("--accept-new-host-key", is_flag=True, help="Trust and record the login node's host key if unknown.")
-def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> None:
+def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> int:
     """List launches: id, time, config, cluster, backend, git commit, sweeps (with URLs) and job counts."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
     from atlas_sweeps import console
     from atlas_sweeps.backends import backend_of
     from atlas_sweeps.state.store import StateDB
-    from atlas_sweeps.status.poller import stored_status, sweep_progress
-    from atlas_sweeps.status.view import launch_document
+    from atlas_sweeps.status.backend_progress import sweep_progress
+    from atlas_sweeps.status.listing import launches_view, list_launches
+    from atlas_sweeps.status.stored import stored_status
 
     db = StateDB.open_default()
     launches = db.launches(limit=limit)
@@ -35,7 +35,7 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
             click.echo(json.dumps({"launches": []}))
         else:
             console.err().print(no_launches_message(db), soft_wrap=True)
-        return
+        return 0
     statuses = {}
     if refresh:
         from atlas_sweeps.cli.status import open_poller
@@ -48,45 +48,17 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> N
         statuses = {s.launch.id: s for s in snapshot.launches}
         if snapshot.error:
             console.err().print(f"[red]refresh failed:[/] {snapshot.error} (showing stored states)")
-    docs = []
-    table = Table(title=f"launches ({db.path})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("launch", "created", "config", "cluster", "backend", "git", "sweeps", "jobs"):
-        table.add_column(col, no_wrap=col in ("launch", "created"))
-    for rec in launches:
-        status = statuses.get(rec.id) or stored_status(db, rec)
-        wandb_runs, wandb_error = (None, None)
-        if not refresh:  # a refresh's poll fetched them already
-            wandb_runs, wandb_error = sweep_progress(backend_of(rec), db.sweeps(rec.id))
-        doc = launch_document(status)
-        for sweep in doc["sweeps"]:
-            sweep.pop("tasks")
-            if wandb_runs is not None:
-                sweep["wandb_runs"] = wandb_runs.get(sweep["sweep_id"] or "")
-        doc.update(status=rec.status, nodes=rec.nodes, total_runs=rec.total_runs, wandb_error=wandb_error)
-        docs.append(doc)
-        sweeps = Text()
-        for i, sweep in enumerate(doc["sweeps"]):
-            if i:
-                sweeps.append("\n")
-            sweeps.append(sweep["name"])
-            if sweep["url"]:
-                sweeps.append(f" {sweep['url']}", style="blue")
-            if sweep.get("wandb_runs"):
-                sweeps.append(" W&B: " + ", ".join(f"{n} {s}" for s, n in sorted(sweep["wandb_runs"].items())),
-                              style="magenta")
-        jobs = Text(_compact(status.counts)) if status.polled else Text(
-            f"{status.counts['total']} jobs, not polled yet", style="dim")
-        git = (rec.git_commit or "")[:8] + ("+dirty" if rec.git_dirty else "")
-        config = rec.options.get("config_name") if rec.options else None
-        table.add_row(rec.id, datetime.fromtimestamp(rec.created).strftime("%Y-%m-%d %H:%M"),
-                      config or rec.config_path, rec.cluster, rec.backend, git, sweeps, jobs)
+
+    def progress(rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:
+        if refresh:  # the poll asked W&B already
+            return None, None
+        return sweep_progress(backend_of(rec), db.sweeps(rec.id))
+
+    docs, entries = list_launches([statuses.get(rec.id) or stored_status(db, rec) for rec in launches],
+                                  progress=progress)
     if as_json:
         click.echo(json.dumps({"launches": docs}, indent=2))
     else:
-        console.out().print(table)
-
-
-def _compact(counts: dict[str, int]) -> str:
-    """``4 done, 1 running / 6``: zero counts left out, so the column stays narrow."""
-    parts = [f"{counts[k]} {k}" for k in ("done", "running", "pending", "failed", "unknown") if counts.get(k)]
-    return f"{', '.join(parts) or 'none'} / {counts.get('total', 0)}"
+        out = console.out()
+        out.print(launches_view(entries, title=f"launches ({db.path})", console=out), crop=False)
+    return 0

@@ -3,7 +3,6 @@ database, cancel its Slurm ids with one ``scancel``, record the cancelled tasks,
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -11,7 +10,10 @@ from atlas_sweeps.backends.base import SweepBackend
 from atlas_sweeps.errors import BackendError, RemoteError, UsageError
 from atlas_sweeps.remote import Remote
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
-from atlas_sweeps.slurm.jobstate import CANCEL_SOURCE, is_terminal, parse_array_id
+from atlas_sweeps.slurm.array_ids import parse_array_id
+from atlas_sweeps.slurm.scancel import scancel_command
+from atlas_sweeps.slurm.states import is_terminal
+from atlas_sweeps.slurm.task import CANCEL_SOURCE
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
 
 
@@ -109,7 +111,7 @@ def scancel_script(slurm_ids: tuple[str, ...]) -> str:
     """One ``scancel`` for every id (array ids cancel all their tasks)."""
     return "\n".join([
         EMIT_FUNCTION,
-        f"out=$(scancel -- {' '.join(shlex.quote(i) for i in slurm_ids)} 2>&1); rc=$?",
+        f"out=$({scancel_command(slurm_ids)} 2>&1); rc=$?",
         'emit scancel "$rc|$out"',
     ]) + "\n"
 

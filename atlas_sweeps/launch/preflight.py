@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from atlas_sweeps.launch.resume import ClusterJobs, parse_min_job_age, parse_rows
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.remote.snapshot import SnapshotSite, parse_site, site_lines
-from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE, parse_max_array_size
+from atlas_sweeps.slurm.sbatch import DEFAULT_MAX_ARRAY_SIZE, parse_max_array_size, sbatch_test_only_command
+from atlas_sweeps.slurm.scontrol import show_config_command
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,10 @@ def preflight_script(*, remote_dir: str, setup: tuple[str, ...], interpreter: st
         "else emit python \"$found\"; fi",
         'tmp=$(mktemp -d)',
         f"printf '%s' {base64.b64encode(test_script.encode()).decode()} | base64 -d > \"$tmp/test.sbatch\"",
-        'if ! out=$(cd "$tmp" && sbatch --test-only --job-name=atlas-preflight --output=/dev/null '
-        '"$tmp/test.sbatch" 2>&1); then emit problem "sbatch --test-only rejected the job script: $out"; fi',
+        'if ! out=$(cd "$tmp" && ' + sbatch_test_only_command('"$tmp/test.sbatch"', job_name="atlas-preflight")
+        + ' 2>&1); then emit problem "sbatch --test-only rejected the job script: $out"; fi',
         'rm -rf "$tmp"',
-        'emit config "$(scontrol show config 2>/dev/null | grep -iE \'^(MaxArraySize|MinJobAge)\')"',
+        f'emit config "$({show_config_command()})"',
         *extra_checks,
     ]
     lines += [*job_lookup, "emit complete yes"]  # absent when the connection died on the way

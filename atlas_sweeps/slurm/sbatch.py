@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from atlas_sweeps.errors import RemoteError
 
-DEFAULT_MAX_ARRAY_SIZE = 1001
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default: task ids 0 .. MaxArraySize - 1
 _JOB_ID = re.compile(r"^\d+$")
 
 
@@ -54,12 +54,17 @@ class Submission:
         return shlex.join(self.argv())
 
 
+def max_array_tasks(max_array_size: int) -> int:
+    """Tasks one array holds when its ids start at 0 and stay below ``max_array_size`` (at least 1)."""
+    return max(1, max_array_size - 1)
+
+
 def split_array(runs: int, *, max_array_size: int, throttle: int) -> list[ArrayChunk]:
     """Cut ``runs`` tasks into arrays whose ids stay below ``max_array_size``; the throttle is per sweep,
     so it is shared out among the chunks (each at least 1)."""
     if runs <= 0:
         return []
-    size = max(1, max_array_size - 1) if max_array_size > 1 else 1
+    size = max_array_tasks(max_array_size)
     chunks = []
     offset = 0
     while offset < runs:
@@ -69,6 +74,12 @@ def split_array(runs: int, *, max_array_size: int, throttle: int) -> list[ArrayC
     per_chunk = max(1, throttle // len(chunks))
     return [ArrayChunk(index=c.index, offset=c.offset, count=c.count, throttle=min(per_chunk, c.count))
             for c in chunks]
+
+
+def sbatch_test_only_command(script_expr: str, *, job_name: str) -> str:
+    """``sbatch --test-only``: Slurm checks the script's options (account, partition, QOS), submits nothing.
+    ``script_expr`` is a bash expression (``"$tmp/test.sbatch"``)."""
+    return f"sbatch --test-only --job-name={shlex.quote(job_name)} --output=/dev/null {script_expr}"
 
 
 def parse_sbatch_parsable(stdout: str) -> str:

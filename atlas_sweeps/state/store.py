@@ -9,10 +9,12 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from atlas_sweeps.errors import StateError
+from atlas_sweeps.slurm.task import TaskState
 
 # The schema, as the migrations that build it: entry i takes a database from version i to i + 1
 # (``PRAGMA user_version``). Append an entry to change the schema (adding a column is one
@@ -334,15 +336,15 @@ class StateDB:
 
     @staticmethod
     def _put_task_states(db: sqlite3.Connection, tasks: list[TaskSeen]) -> None:
-        cols = [f.name for f in fields(TaskSeen)]
-        sql = (f"INSERT OR REPLACE INTO task_states ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
-               f"VALUES ({', '.join('?' * len(cols))})")
-        db.executemany(sql, [tuple(getattr(t, c) for c in cols) for t in tasks])
+        cols = ", ".join(f'"{c}"' for c in _SEEN_FIELDS)
+        sql = f"INSERT OR REPLACE INTO task_states ({cols}) VALUES ({', '.join('?' * len(_SEEN_FIELDS))})"
+        db.executemany(sql, map(_seen_values, tasks))
 
     def task_states(self, launch_id: str) -> list[TaskSeen]:
         """The last-seen states of a launch's tasks (empty before its first poll)."""
-        rows = self._rows("SELECT * FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
-        return [_row(TaskSeen, r) for r in rows]
+        cols = ", ".join(f'"{c}"' for c in _SEEN_FIELDS)
+        rows = self._rows(f"SELECT {cols} FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
+        return [TaskSeen.from_fields(dict(zip(_SEEN_FIELDS, r, strict=True))) for r in rows]
 
     def last_poll(self, launch_id: str) -> PollRecord | None:
         """The launch's last successful poll, if any."""
@@ -353,24 +355,30 @@ class StateDB:
                           accounting=None if row["accounting"] is None else bool(row["accounting"]))
 
 
-@dataclass(frozen=True)
-class TaskSeen:
-    """One array task's state as the last successful ``status`` poll saw it."""
+@dataclass(frozen=True, kw_only=True)
+class TaskSeen(TaskState):
+    """One array task's state as the last successful ``status`` poll saw it: its ``TaskState`` plus the
+    launch, the log's last line and when (one row of ``task_states``)."""
 
-    launch_id: str
-    job_id: str
-    task: int
-    state: str
-    reason: str = ""
-    node: str = ""
-    elapsed: int | None = None
-    time_limit: int | None = None
-    exit_code: int | None = None
-    start: str = ""
-    end: str = ""
     source: str = ""
+    launch_id: str
     log_line: str = ""
     seen: float = 0.0
+
+    @classmethod
+    def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0) -> TaskSeen:
+        """The row recording ``state``."""
+        # vars(): a TaskState's fields (a TaskSeen's too, whose own three are replaced).
+        return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen})
+
+    def task_state(self) -> TaskState:
+        """The Slurm state alone (a TaskSeen is one already: merges take it as it is)."""
+        return TaskState.from_fields({f: getattr(self, f) for f in _TASK_FIELDS})
+
+
+_SEEN_FIELDS = tuple(f.name for f in fields(TaskSeen))
+_seen_values = attrgetter(*_SEEN_FIELDS)  # a row's values in _SEEN_FIELDS order
+_TASK_FIELDS = tuple(f.name for f in fields(TaskState))
 
 
 @dataclass(frozen=True)

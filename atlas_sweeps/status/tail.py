@@ -5,16 +5,21 @@ lines come back prefixed ``L `` so nothing a program prints can pass for one of 
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atlas_sweeps.remote.base import MAX_LINE_BYTES
+from atlas_sweeps.remote.base import MAX_LINE_BYTES, Remote
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_line
-from atlas_sweeps.slurm.jobstate import normalize_state, parse_exit_code
+from atlas_sweeps.slurm.exit_codes import parse_exit_code
+from atlas_sweeps.slurm.sacct import sacct_final_command
+from atlas_sweeps.slurm.scontrol import show_job_command
+from atlas_sweeps.slurm.states import PENDING, RUNNING, case_pattern, normalize_state
 
 # Longest log line shown whole; longer ones are cut (the client's line buffer is bounded just above it).
 MAX_SHOWN_BYTES = MAX_LINE_BYTES - 1024
 CUT_MARK = " [line cut]"
+_ID = '"$id"'  # the job id, as the tail script's commands expand it
 
 # ``prefix LIVE`` prefixes every log line with ``L `` (``R `` when \r ended it: a progress bar's redraw), cut
 # at MAX_SHOWN_BYTES. LIVE=1 (following) passes each line on as soon as its \r or \n arrives, so a bar shows as
@@ -94,8 +99,7 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         EMIT_FUNCTION,
         "export LC_ALL=C",
         f"id={shlex.quote(slurm_id)}; file={shlex.quote(path or '')}; n={int(lines)}; every={float(interval):g}",
-        # scontrol prints "Job 12_3 not found" on stdout for a task that left slurmctld: only JobId= lines count.
-        "info() { scontrol -o show job \"$id\" 2>/dev/null | grep -m 1 '^JobId='; }",
+        f'info() {{ {show_job_command(_ID)}; }}',
         "field() { printf '%s\\n' \"$1\" | tr ' ' '\\n' | sed -n \"s/^$2=//p\" | head -n 1; }",
         PREFIX_FUNCTION,
         'tailpid=""; last=""',
@@ -104,7 +108,7 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         '  line=$(info)',
         '  if [ -z "$line" ]; then',
         # Not (or no longer) known to slurmctld: the accounting database has the final word.
-        '    acct=$(sacct -X -n -P -j "$id" --format=State,ExitCode 2>/dev/null | tail -n 1)',
+        f'    acct=$({sacct_final_command(_ID)} 2>/dev/null | tail -n 1)',
         '    if [ -z "$acct" ]; then',
         '      if [ -n "$last" ]; then emit final "UNKNOWN||"; else emit missing "$id"; fi; exit 0',
         '    fi',
@@ -116,8 +120,8 @@ def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float,
         '  st=$(field "$line" JobState); reason=$(field "$line" Reason)',
         '  if [ "$st|$reason" != "$last" ]; then emit state "$st|$reason"; last="$st|$reason"; fi',
         '  case "$st" in',
-        '    PENDING|REQUEUED|REQUEUE_HOLD|REQUEUE_FED|RESV_DEL_HOLD) sleep "$every"; continue ;;',
-        '    RUNNING|CONFIGURING|COMPLETING|SUSPENDED|STOPPED|SIGNALING|STAGE_OUT|RESIZING)',
+        f'    {case_pattern(PENDING)}) sleep "$every"; continue ;;',
+        f'    {case_pattern(RUNNING)})',
         '      if [ -z "$tailpid" ]; then tail -n "$n" -F -- "$file" 2>/dev/null > >(prefix 1) & tailpid=$!; fi',
         '      sleep "$every"; continue ;;',
         '  esac',
@@ -154,8 +158,8 @@ def exit_status(event: TailEvent) -> int:
     return 0 if event.state == "COMPLETED" else 1
 
 
-def follow(remote: object, script: str, *, on_event: Callable[[TailEvent], None],
-           stop: object | None = None) -> TailEvent | None:
+def follow(remote: Remote, script: str, *, on_event: Callable[[TailEvent], None],
+           stop: threading.Event | None = None) -> TailEvent | None:
     """Run ``script`` streamed on ``remote``, passing each event on; the final (or missing) event."""
     result: list[TailEvent] = []
 
@@ -167,7 +171,7 @@ def follow(remote: object, script: str, *, on_event: Callable[[TailEvent], None]
             result.append(event)
         on_event(event)
 
-    remote.stream_script(script, on_stdout=on_stdout, stop=stop)  # type: ignore[attr-defined]
+    remote.stream_script(script, on_stdout=on_stdout, stop=stop)
     return result[-1] if result else None
 
 

@@ -47,7 +47,12 @@ class Faults:
     @property
     def calls(self) -> int:
         path = self.dir / "calls"
-        return int(path.read_text()) if path.exists() else 0
+        for _ in range(50):  # the hook rewrites the file in place: an empty read is a write under way
+            text = path.read_text().strip() if path.exists() else "0"
+            if text:
+                return int(text)
+            time.sleep(0.01)
+        raise AssertionError(f"{path} stayed empty")
 
     def at(self, call: int, action: str) -> None:
         """Run ``action`` (bash) at the start of remote call number ``call`` (counted from the hook's install)."""

@@ -1,4 +1,4 @@
-"""squeue/sacct parsing, array ids, state mapping and the merge, on output recorded from Slurm 22.05."""
+"""slurm/: squeue/sacct parsing, array ids, state mapping and the merge, on output recorded from Slurm 22.05."""
 
 from __future__ import annotations
 
@@ -6,25 +6,14 @@ import time
 
 import pytest
 
-from atlas_sweeps.slurm.jobstate import (
-    DONE,
-    FAILED,
-    PENDING,
-    RUNNING,
-    TaskState,
-    accounting_missing,
-    category,
-    format_duration,
-    merge_tasks,
-    normalize_state,
-    parse_array_id,
-    parse_duration,
-    parse_exit_code,
-    parse_sacct,
-    parse_squeue,
-    sacct_command,
-    squeue_command,
-)
+from atlas_sweeps.slurm.array_ids import parse_array_id
+from atlas_sweeps.slurm.durations import format_duration, parse_duration
+from atlas_sweeps.slurm.exit_codes import parse_exit_code
+from atlas_sweeps.slurm.merge import merge_tasks
+from atlas_sweeps.slurm.sacct import accounting_missing, parse_sacct, sacct_command
+from atlas_sweeps.slurm.squeue import parse_squeue, squeue_command
+from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, category, normalize_state
+from atlas_sweeps.slurm.task import TaskState
 
 # squeue --array --states=all --noheader -O ArrayJobID:|,ArrayTaskID:|,JobID:|,State:|,Reason:|,NodeList:|,
 # TimeUsed:|,TimeLimit:|,StartTime:|,EndTime:|,exit_code (sandbox, slurm-wlm 22.05.8)

@@ -13,17 +13,12 @@ from rich.console import Console
 from atlas_sweeps.errors import RemoteError, UsageError
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
-from atlas_sweeps.status.poller import (
-    _NEED_AWK,
-    ArrayQuery,
-    backoff_delay,
-    default_launches,
-    parse_poll,
-    poll_script,
-    stored_status,
-)
+from atlas_sweeps.status.document import status_document
+from atlas_sweeps.status.poll import _NEED_AWK, ArrayQuery, parse_exit_files, parse_poll, poll_script
+from atlas_sweeps.status.refresh import backoff_delay
+from atlas_sweeps.status.stored import default_launches, stored_status
 from atlas_sweeps.status.tail import exit_status, parse_tail_line, tail_script
-from atlas_sweeps.status.view import render_status, status_document
+from atlas_sweeps.status.view import render_status
 
 
 def _emit(pairs: list[tuple[str, str]]) -> str:
@@ -120,7 +115,7 @@ def test_table_and_json_show_the_same_tasks(tmp_path: Path) -> None:
                  log_line="Traceback: boom"),
         TaskSeen(launch_id="new", job_id="12", task=1, state="RUNNING", node="vm", elapsed=5, time_limit=600)],
         polled=time.time(), accounting=True)
-    from atlas_sweeps.status.poller import StatusSnapshot
+    from atlas_sweeps.status.model import StatusSnapshot
 
     snap = StatusSnapshot(launches=(stored_status(db, db.launch("new")),), refreshed=time.time())
     console = Console(width=140, record=True, color_system=None)
@@ -297,8 +292,6 @@ def test_tail_of_a_task_slurmctld_no_longer_lists_is_missing_not_unknown(tmp_pat
 
 def test_the_poll_reads_the_exit_codes_the_tasks_wrote(tmp_path: Path) -> None:
     """Issue 15: without accounting, the exit-code files are what tells how a task that left squeue ended."""
-    from atlas_sweeps.status.poller import parse_exit_files
-
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for name, body in {"squeue": "exit 0", "sacct": "echo 'accounting storage is disabled' >&2; exit 1"}.items():

@@ -10,9 +10,9 @@ import time
 
 from rich.console import Console
 
-from atlas_sweeps.slurm.jobstate import TaskState
+from atlas_sweeps.slurm.task import TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
-from atlas_sweeps.status.poller import LaunchStatus, StatusSnapshot, build_launch_status
+from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, build_launch_status
 from atlas_sweeps.status.view import PLAIN_ROWS, render_status
 
 TASKS = 3000

@@ -1,0 +1,130 @@
+"""What ``status`` shows, as pure value objects: launches → sweeps → tasks with per-sweep progress counts,
+and the grouping of merged task states into them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
+from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One array task as shown: its state, which run it is, and its log's last line."""
+
+    state: TaskState
+    run: int
+    log_line: str = ""
+
+    @property
+    def category(self) -> str:
+        return category(self.state.state)
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """A sweep's tasks and progress counts (and W&B's own counts for W&B sweeps)."""
+
+    name: str
+    tags: tuple[str, ...]
+    sweep_id: str | None
+    url: str | None
+    runs: int
+    tasks: tuple[TaskRow, ...]
+    wandb_runs: dict[str, int] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    @cached_property
+    def _counts(self) -> dict[str, int]:  # the views ask for them several times a refresh
+        return count_categories(t.category for t in self.tasks)
+
+
+@dataclass(frozen=True)
+class LaunchStatus:
+    """A launch and its sweeps as of ``polled`` (None: never polled); ``stale`` when the last poll failed."""
+
+    launch: LaunchRecord
+    sweeps: tuple[SweepStatus, ...]
+    polled: float | None
+    accounting: bool | None
+    stale: bool = False
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def tasks(self) -> list[TaskRow]:
+        return [t for s in self.sweeps for t in s.tasks]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return add_counts(s.counts for s in self.sweeps)
+
+    @property
+    def finished(self) -> bool:
+        """No task pending or running (unknown tasks count as finished only without accounting)."""
+        counts = self.counts
+        return counts[PENDING] == 0 and counts[RUNNING] == 0 and (counts[UNKNOWN] == 0 or self.accounting is False)
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """Everything one refresh produced: what the table and ``--json`` show."""
+
+    launches: tuple[LaunchStatus, ...]
+    refreshed: float | None
+    stale: bool = False
+    error: str | None = None
+    failures: int = 0
+    next_refresh: float | None = None
+    remote_calls: int = 0
+    fatal: Exception | None = None  # an error retrying cannot fix (changed host key, refused login)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return add_counts(launch.counts for launch in self.launches)
+
+
+def count_categories(categories: Iterable[str]) -> dict[str, int]:
+    counts = {DONE: 0, RUNNING: 0, PENDING: 0, FAILED: 0, UNKNOWN: 0}
+    for cat in categories:
+        counts[cat] = counts.get(cat, 0) + 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def add_counts(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The sum of several ``count_categories`` results."""
+    counts = count_categories(())
+    for part in parts:
+        for key, n in part.items():
+            counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: list[JobRecord], *,
+                        states: Mapping[tuple[str, int], TaskState], log_lines: Mapping[tuple[str, int], str],
+                        polled: float | None, accounting: bool | None, stale: bool = False,
+                        error: str | None = None, wandb: dict[str, dict[str, int]] | None = None,
+                        notes: tuple[str, ...] = ()) -> LaunchStatus:
+    """Group merged task states by sweep, in the order the launch recorded them (pure)."""
+    out = []
+    for sweep in sweeps:
+        rows = []
+        for job in (j for j in jobs if j.sweep_name == sweep.name):
+            for task in range(job.task_count):
+                key = (job.job_id, task)
+                state = states.get(key) or TaskState(job_id=job.job_id, task=task, state="UNKNOWN", source=NO_SOURCE)
+                rows.append(TaskRow(state=state, run=job.task_offset + task, log_line=log_lines.get(key, "")))
+        out.append(SweepStatus(name=sweep.name, tags=sweep.tags, sweep_id=sweep.sweep_id, url=sweep.url,
+                               runs=sweep.runs, tasks=tuple(rows),
+                               wandb_runs=(wandb or {}).get(sweep.sweep_id or "")))
+    return LaunchStatus(launch=launch, sweeps=tuple(out), polled=polled, accounting=accounting, stale=stale,
+                        error=error, notes=notes)
+

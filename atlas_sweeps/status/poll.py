@@ -1,0 +1,170 @@
+"""The ONE remote script a refresh runs per cluster, and its parser: a delimited ``squeue`` with array tasks
+expanded, ``sacct`` only for arrays that left squeue, accounting detection, the exit codes the tasks'
+scripts wrote, and the last line of running tasks' logs, bounded in bytes."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from string import Template
+
+from atlas_sweeps.launch.layout import exit_files
+from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
+from atlas_sweeps.slurm.sacct import accounting_missing, parse_sacct, sacct_command
+from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
+from atlas_sweeps.slurm.states import ACTIVE_STATES
+from atlas_sweeps.slurm.task import TaskState
+
+MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
+LOG_LINE_BYTES = 300  # per task: the poll's output stays small whatever the logs hold
+LOGGED_STATE = "RUNNING"  # the state whose tasks' last log lines a poll reads
+
+
+@dataclass(frozen=True)
+class ArrayQuery:
+    """One job array the poll asks about."""
+
+    job_id: str
+    job_name: str
+    task_count: int
+    output: str  # log pattern (%A_%a)
+    submitted: float
+    recheck: tuple[int, ...] = ()  # tasks running at the last poll: their final log line is read once more
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll script said (parsed, not yet merged)."""
+
+    squeue: list[TaskState]
+    sacct: list[TaskState]
+    accounting: bool | None  # None: sacct was not needed this time
+    log_lines: dict[tuple[str, int], str]
+    sacct_error: str | None = None
+    exit_codes: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def _awk(template: str) -> str:
+    """An awk program over squeue's lines, its ``$State``-style field references turned into columns."""
+    return Template(template).substitute(ARRAY=f"${column('ArrayJobID')}", TASK=f"${column('ArrayTaskID')}",
+                                         JOBID=f"${column('JobID')}", STATE=f"${column('State')}")
+
+
+# Counts each array's active tasks in squeue's output (a pending remainder "5-9%2" counts 5) and prints,
+# comma-separated, the arrays with fewer active tasks than they have: some of theirs left squeue.
+_NEED_AWK = _awk(r"""
+BEGIN { n = split(spec, s, " "); for (i = 1; i <= n; i++) { split(s[i], p, ":"); want[p[1]] = p[2] }
+        m = split(active, a, " "); for (i = 1; i <= m; i++) act[a[i]] = 1 }
+{ gsub(/ /, ""); if (!($STATE in act)) next
+  t = $TASK; gsub(/[\[\]]/, "", t); sub(/%.*/, "", t); c = 0
+  k = split(t, r, ",")
+  for (j = 1; j <= k; j++) { step = 1
+    if (index(r[j], ":")) { split(r[j], q, ":"); r[j] = q[1]; step = q[2] }
+    if (split(r[j], ab, "-") == 2) c += int((ab[2] - ab[1]) / step) + 1; else c += 1 }
+  have[$ARRAY] += c }
+END { for (id in want) if (have[id] + 0 < want[id] + 0) printf "%s,", id }
+""")
+# The running tasks of squeue's output, as "array task jobid" lines.
+_LOGGED_AWK = _awk(f'{{gsub(/ /, "")}} $STATE == "{LOGGED_STATE}" {{print $ARRAY, $TASK, $JOBID}}')
+
+
+def poll_script(arrays: list[ArrayQuery]) -> str:
+    """The bash run once per refresh for every array of one cluster."""
+    need_spec = " ".join(f"{a.job_id}:{a.task_count}" for a in arrays)
+    start = int(min(a.submitted for a in arrays) - 300)
+    quote = chr(34)
+    lines = [
+        EMIT_FUNCTION,
+        "export LC_ALL=C",
+        "errf=$(mktemp)",
+        "declare -A pat",
+        *(f"pat[{a.job_id}]={shlex.quote(a.output)}" for a in arrays if a.job_id.isdigit()),
+        f"sq=$({squeue_command(a.job_name for a in arrays)} 2>\"$errf\")",
+        'rc=$?',
+        'if [ "$rc" -ne 0 ]; then emit squeue_error "$(cat "$errf")"; rm -f "$errf"; exit 0; fi',
+        'emit squeue "$sq"',
+        # Arrays whose tasks are not all active in squeue: only those need sacct.
+        f"need=$(printf '%s\\n' \"$sq\" | awk -F'|' -v spec={shlex.quote(need_spec)} "
+        f"-v active={shlex.quote(' '.join(ACTIVE_STATES))} {shlex.quote(_NEED_AWK)})",
+        'if [ -n "$need" ]; then',
+        '  need=${need%,}',
+        '  if ! command -v sacct >/dev/null 2>&1; then emit accounting no',
+        f'  else start=$(date -d @{start} +%Y-%m-%dT%H:%M:%S 2>/dev/null || echo now-7days)',
+        f'    if ac=$({sacct_command(ids_expr=quote + "$need" + quote, start_expr=quote + "$start" + quote)}'
+        ' 2>"$errf"); then',
+        '      emit accounting yes; emit sacct "$ac"',
+        '    else emit sacct_error "$(cat "$errf")"; fi',
+        '  fi',
+        'fi',
+        "lastline() {  # ARRAY_ID TASK RAW_ID: emit the task's last non-empty log line, bounded in bytes",
+        '  local p=${pat[$1]:-} f l; [ -n "$p" ] || return 0',
+        '  f=${p//%A/$1}; f=${f//%a/$2}; f=${f//%j/$3}',
+        '  [ -r "$f" ] || return 0',
+        "  l=$(tail -c 4096 -- \"$f\" 2>/dev/null | tr '\\r' '\\n' | grep -v '^[[:space:]]*$' | tail -n 1 "
+        f"| head -c {LOG_LINE_BYTES})",
+        '  emit "log:${1}_$2" "$l"',
+        "}",
+        f"printf '%s\\n' \"$sq\" | awk -F'|' {shlex.quote(_LOGGED_AWK)} "
+        f"| head -n {MAX_LOG_TASKS} | while read -r aj t raw; do lastline \"$aj\" \"$t\" \"$raw\"; done",
+        *(f"lastline {a.job_id} {t} {a.job_id}_{t}" for a in arrays if a.job_id.isdigit()
+          for t in a.recheck[:MAX_LOG_TASKS]),
+        # The exit codes the tasks' scripts wrote as they exited: "<array>_<task>.exit:<code>" lines.
+        *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} /dev/null)"'
+          for a in arrays if a.job_id.isdigit() for d, g in [exit_files(a.output, job_id=a.job_id)]),
+        'rm -f "$errf"',
+        "emit done ok",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
+    """The facts of ``poll_script``'s output; a scheduler that did not answer raises ``RemoteError``."""
+    from atlas_sweeps.errors import RemoteError
+
+    ids = list(job_ids)
+    facts = parse_facts(stdout)
+    values: dict[str, str] = {}
+    logs: dict[tuple[str, int], str] = {}
+    exit_codes: dict[tuple[str, int], int] = {}
+    for key, value in facts:
+        if key.startswith("log:"):
+            job, _, task = key[4:].partition("_")
+            if task.isdigit():
+                logs[(job, int(task))] = value
+        elif key.startswith("exits:"):
+            exit_codes.update(parse_exit_files(value, job_id=key[6:]))
+        else:
+            values[key] = value
+    if "squeue_error" in values:
+        detail = " ".join(values["squeue_error"].split()) or "no message"
+        raise RemoteError(f"squeue failed: {detail}", hint="the controller may be down; retrying")
+    if "done" not in values:
+        raise RemoteError("the status script stopped before its end", hint="the connection may have dropped")
+    accounting: bool | None = None
+    sacct: list[TaskState] = []
+    sacct_error = None
+    if values.get("accounting") == "yes":
+        accounting = True
+        sacct = parse_sacct(values.get("sacct", ""), job_ids=ids)
+    elif values.get("accounting") == "no":
+        accounting = False
+    elif "sacct_error" in values:
+        if accounting_missing(values["sacct_error"]):
+            accounting = False
+        else:
+            sacct_error = " ".join(values["sacct_error"].split())
+    return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
+                      accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes)
+
+
+def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:
+    """``grep``'s ``<array>_<task>.exit:<code>`` lines of one array's exit-code files (see ``jobs.exit_record``)."""
+    codes: dict[tuple[str, int], int] = {}
+    for line in text.splitlines():
+        name, _, code = line.partition(":")
+        stem = name.rsplit("/", 1)[-1].removesuffix(".exit")
+        array, _, task = stem.partition("_")
+        if array == job_id and task.isdigit() and code.strip().isdigit():
+            codes[(job_id, int(task))] = int(code.strip())
+    return codes
