@@ -56,7 +56,7 @@ def _spawn(ws: Workspace, *args: str):  # type: ignore[no-untyped-def]
 
 def test_a_morning_of_commands_logs_in_once(ws: Workspace) -> None:
     sandbox = ws.sandbox
-    profile = f"{sandbox.profile}-openssh"
+    profile = "sandbox-openssh"
     before = _accepted(sandbox, f"Accepted publickey for {sandbox.user}")
     doc = ws.launch_json("slow", "--cluster", profile, "--nodes", "2")
     job = doc["sweeps"][0]["jobs"][0]["job_id"]
@@ -76,7 +76,7 @@ def test_a_morning_of_commands_logs_in_once(ws: Workspace) -> None:
 
 def test_two_factor_user_types_the_password_once_for_launch_status_tail_and_cancel(ws: Workspace) -> None:
     sandbox = ws.sandbox
-    profile = f"{sandbox.profile_2fa}-openssh"
+    profile = "sandbox-2fa-openssh"
     before = _accepted(sandbox, f"Accepted password for {sandbox.user_2fa}")
     child = _spawn(ws, "launch", "slow", "--cluster", profile, "--nodes", "2", "--json")
     child.expect("(?i)password")
@@ -109,7 +109,7 @@ def test_two_factor_user_types_the_password_once_for_launch_status_tail_and_canc
 
 def test_without_a_terminal_the_2fa_login_fails_at_once_saying_what_to_do(ws: Workspace) -> None:
     t0 = time.monotonic()
-    launch = ws.cli("launch", "slow", "--cluster", f"{ws.sandbox.profile_2fa}-openssh", check=False, timeout=60)
+    launch = ws.cli("launch", "slow", "--cluster", "sandbox-2fa-openssh", check=False, timeout=60)
     assert launch.returncode == 2, launch.stderr
     assert "refused the login" in launch.stderr and "terminal" in launch.stderr and "Traceback" not in launch.stderr
     assert time.monotonic() - t0 < 30 and _masters(ws) == []
@@ -117,7 +117,7 @@ def test_without_a_terminal_the_2fa_login_fails_at_once_saying_what_to_do(ws: Wo
 
 def test_unknown_and_changed_host_keys_are_refused(ws: Workspace, tmp_path: Path) -> None:
     sandbox = ws.sandbox
-    base = sandbox.profiles[f"{sandbox.profile}-openssh"].read_text()
+    base = sandbox.profiles["sandbox-openssh"].read_text()
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     ws.add_profile("unknownkey", re.sub(r'known_hosts = ".*"', f'known_hosts = "{empty}"', base))
@@ -150,7 +150,7 @@ def pexpect_eof():  # type: ignore[no-untyped-def]
 def test_the_live_table_survives_its_master_dying_with_one_prompt(ws: Workspace) -> None:
     """The 2FA user's live status: the master dies under it, ssh asks once on the terminal, the table goes on."""
     sandbox = ws.sandbox
-    profile = f"{sandbox.profile_2fa}-openssh"
+    profile = "sandbox-2fa-openssh"
     child = _spawn(ws, "launch", "slow", "--cluster", profile, "--nodes", "1", "--json")
     child.expect("(?i)password")
     child.sendline(sandbox.password_2fa)
