@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/atlas-sweeps
 PYTHON ?= python3
 
-.PHONY: install sandbox sandbox-down test unit demo bench lint clean
+.PHONY: install sandbox sandbox-down test test-openssh unit demo bench lint clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ test: install
 	$(CLI) sandbox up --release trixie
 	ATLAS_REQUIRE_INTEGRATION=1 $(VENV)/bin/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# The integration suite again on the openssh transport (the sandbox's *-openssh profiles): one ControlMaster.
+test-openssh: install
+	$(CLI) sandbox up
+	$(CLI) sandbox up --release trixie
+	ATLAS_REQUIRE_INTEGRATION=1 ATLAS_TEST_TRANSPORT=openssh $(VENV)/bin/pytest tests/integration
 
 unit: install
 	$(VENV)/bin/pytest tests/unit tests/standin -q

@@ -84,6 +84,8 @@ class Profile:
     user: str | None = None
     identity_file: str | None = None
     known_hosts: str | None = None
+    transport: str | None = None
+    control_persist: str | None = None
     remote_dir: str = "~/atlas-sweeps"
     setup: tuple[str, ...] = ()
     wrap: str | None = None
@@ -129,7 +131,8 @@ class Profile:
 
 _WANDB_KEYS = {"entity": "wandb_entity", "project": "wandb_project", "base_url": "wandb_base_url",
                "online": "wandb_online"}
-_HOST_KEYS = ("host", "port", "user", "identity_file", "known_hosts", "transport", "proxy_jump", "proxy_command")
+_HOST_KEYS = ("host", "port", "user", "identity_file", "known_hosts", "transport", "control_persist", "proxy_jump",
+              "proxy_command")
 # Where to connect, which host keys to trust, where the W&B key goes: only the user's own files say that. A
 # project file comes with a cloned repository and may set job options only (the README's "Trust model").
 CONNECTION_KEYS = frozenset({*_HOST_KEYS, "wandb.base_url"})
@@ -156,6 +159,8 @@ _CHECKS: dict[str, values.Check] = {
     "user": values.user_name,
     "identity_file": values.text(example="~/.ssh/id_ed25519"),
     "known_hosts": values.text(example="~/.ssh/known_hosts"),
+    "transport": values.choice("openssh", "paramiko"),
+    "control_persist": values.ssh_duration,
     "remote_dir": values.text(example="~/atlas-sweeps"),
     "setup": values.strings(values.text(example="module load cuda"), example="module load cuda"),
     "wrap": values.text(example="apptainer exec --nv env.sif"),

@@ -147,6 +147,17 @@ def slurm_time(value: Any) -> str:
     return limit
 
 
+_SSH_DURATION = re.compile(r"^(?:(?:\d+[sSmMhHdDwW]?)+|yes|no)$")
+
+
+def ssh_duration(value: Any) -> str:
+    """An OpenSSH time (ControlPersist): seconds, or units like ``12h``, ``1h30m``; ``yes`` (forever) or ``no``."""
+    duration = text(word=True, example="12h")(value)
+    if not _SSH_DURATION.match(duration):
+        raise Invalid("expected an OpenSSH time such as \"12h\", \"1h30m\" or \"600\" (seconds)")
+    return duration
+
+
 def slurm_mem(value: Any) -> str:
     """A Slurm memory size: a number with an optional K, M, G or T suffix."""
     size = text(word=True, example="16G")(value)

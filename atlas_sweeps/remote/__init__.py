@@ -9,7 +9,7 @@ from typing import Any
 from atlas_sweeps.remote.base import Remote, RemoteTarget, Result
 from atlas_sweeps.remote.local import LocalRemote
 
-__all__ = ["LocalRemote", "Remote", "RemoteTarget", "Result", "open_remote"]
+__all__ = ["LocalRemote", "Remote", "RemoteTarget", "Result", "open_remote", "transport_of"]
 
 
 def open_remote(profile_like: Any, *, accept_new_host_key: bool = False,
@@ -23,8 +23,23 @@ def open_remote(profile_like: Any, *, accept_new_host_key: bool = False,
     target = RemoteTarget.from_profile(profile_like)
     if target.is_local:
         return LocalRemote()
-    # fabric and paramiko are slow to import; only SSH needs them
+    if transport_of(target) == "openssh":
+        from atlas_sweeps.remote.openssh import DEFAULT_PERSIST, OpenSshRemote
+
+        return OpenSshRemote.connect(target, accept_new_host_key=accept_new_host_key,
+                                     persist=target.control_persist or DEFAULT_PERSIST)
+    # fabric and paramiko are slow to import; only their transport needs them
     from atlas_sweeps.remote.ssh import SshRemote
 
     return SshRemote.connect(target, accept_new_host_key=accept_new_host_key,
                              password_prompt=password_prompt)
+
+
+def transport_of(target: RemoteTarget) -> str:
+    """The profile's ``transport``; by default ``openssh`` when the user's ssh config already sets
+    ControlMaster for the host (they want one login to serve many commands), else ``paramiko``."""
+    if target.transport:
+        return target.transport
+    from atlas_sweeps.remote.openssh import uses_control_master
+
+    return "openssh" if uses_control_master(target.host or "") else "paramiko"

@@ -160,6 +160,8 @@ class RemoteTarget:
     user: str | None = None
     identity_file: str | None = None
     known_hosts: str | None = None
+    transport: str | None = None  # "paramiko" (one session per command) or "openssh" (a ControlMaster); None: auto
+    control_persist: str | None = None  # how long an openssh master outlives its command
 
     @property
     def is_local(self) -> bool:
@@ -186,7 +188,8 @@ class RemoteTarget:
         known = get("known_hosts", "known_hosts_file")
         return cls(host=get("host", "hostname"), port=int(port) if port is not None else None,
                    user=get("user", "username"), identity_file=str(identity) if identity else None,
-                   known_hosts=str(known) if known else None)
+                   known_hosts=str(known) if known else None, transport=get("transport"),
+                   control_persist=get("control_persist"))
 
 
 def wrap_for_streaming(script: str) -> str:

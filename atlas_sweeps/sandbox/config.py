@@ -206,24 +206,28 @@ Match User {s.user_2fa}
 
 
 def sandbox_profiles(settings: SandboxSettings, paths: SandboxPaths) -> list[Profile]:
-    """The two profiles: ``sandbox`` (key only) and ``sandbox-2fa`` (key and password)."""
+    """The profiles: ``sandbox`` (key only) and ``sandbox-2fa`` (key and password), each also with the openssh
+    transport (``sandbox-openssh``, ``sandbox-2fa-openssh``)."""
     return login_profiles("sandbox", settings, key_of=paths.user_key, known_hosts=str(paths.known_hosts),
                           interpreter="python", setup=(f"source /home/{settings.user}/venv/bin/activate",))
 
 
 def login_profiles(name: str, settings: SandboxSettings, *, key_of: Callable[[str], Path], known_hosts: str,
                    interpreter: str, setup: tuple[str, ...] = ()) -> list[Profile]:
-    """Profiles ``NAME`` (key only) and ``NAME-2fa`` (key and password) for a sandbox's login node."""
+    """Profiles ``NAME`` (key only) and ``NAME-2fa`` (key and password) for a sandbox's login node, on the
+    default (paramiko) transport, and the same as ``NAME-openssh`` and ``NAME-2fa-openssh`` on OpenSSH's
+    ControlMaster."""
     slurm = SlurmOptions(partition=settings.partition, time="00:10:00", cpus_per_task=1, mem="200M")
 
-    def make(profile_name: str, user: str) -> Profile:
+    def make(profile_name: str, user: str, transport: str | None = None) -> Profile:
         return Profile(name=profile_name, host="127.0.0.1", port=settings.ssh_port, user=user,
-                       identity_file=str(key_of(user)), known_hosts=known_hosts,
+                       identity_file=str(key_of(user)), known_hosts=known_hosts, transport=transport,
                        remote_dir=f"/home/{user}/atlas-sweeps", setup=setup, interpreter=interpreter,
                        backend="local", status_interval=2, slurm=slurm)
 
     # The 2FA user's password stays in the sandbox dir for tests; the tool itself always prompts.
-    return [make(name, settings.user), make(f"{name}-2fa", settings.user_2fa)]
+    return [make(name, settings.user), make(f"{name}-2fa", settings.user_2fa),
+            make(f"{name}-openssh", settings.user, "openssh"), make(f"{name}-2fa-openssh", settings.user_2fa, "openssh")]
 
 
 def render_profile(profile: Profile) -> str:

@@ -54,6 +54,10 @@ class SandboxCluster:
         return {**os.environ, "SLURM_CONF": str(self.slurm_conf)}
 
 
+# ATLAS_TEST_TRANSPORT=openssh runs the suite on the sandbox's openssh profiles (`make test-openssh`).
+_TRANSPORT = "-openssh" if os.environ.get("ATLAS_TEST_TRANSPORT") == "openssh" else ""
+
+
 def _quiet_log(message: str) -> None:
     print(f"sandbox: {message}", file=sys.stderr)
 
@@ -68,7 +72,7 @@ def sandbox() -> SandboxCluster:
     info = up(log=_quiet_log)
     s, p = info.settings, info.paths
     return SandboxCluster(
-        profile="sandbox", profile_2fa="sandbox-2fa", host="127.0.0.1", port=s.ssh_port, user=s.user,
+        profile=f"sandbox{_TRANSPORT}", profile_2fa=f"sandbox-2fa{_TRANSPORT}", host="127.0.0.1", port=s.ssh_port, user=s.user,
         key=p.user_key(s.user), key_passphrase=p.passphrase_key(s.user),
         passphrase_file=p.key_passphrase_file(s.user), known_hosts=p.known_hosts, user_2fa=s.user_2fa,
         key_2fa=p.user_key(s.user_2fa), password_2fa=p.password_file(s.user_2fa).read_text().strip(),
@@ -87,7 +91,8 @@ def sandbox_trixie() -> SandboxCluster:
     info = release_lifecycle.up("trixie", log=_quiet_log)
     s, p = info.settings, info.paths
     known = dict(
-        profile="sandbox-trixie", profile_2fa="sandbox-trixie-2fa", host="127.0.0.1", port=s.ssh_port,
+        profile=f"sandbox-trixie{_TRANSPORT}", profile_2fa=f"sandbox-trixie-2fa{_TRANSPORT}", host="127.0.0.1",
+        port=s.ssh_port,
         user=s.user, key=p.user_key(s.user), known_hosts=p.known_hosts, user_2fa=s.user_2fa,
         key_2fa=p.user_key(s.user_2fa), password_2fa=p.password_file(s.user_2fa).read_text().strip(),
         password_file_2fa=p.password_file(s.user_2fa), sshd_log=p.log_file("sshd"), dir=p.base,

@@ -73,7 +73,9 @@ def test_trixie_sshd_config_needs_no_slurm_conf_variable_and_keeps_the_2fa_user(
 
 def test_trixie_profiles_name_python3_and_no_venv() -> None:
     by_name = {p.name: tomllib.loads(render_profile(p)) for p in release_profiles(TRIXIE, SETTINGS, PATHS)}
-    assert set(by_name) == {"sandbox-trixie", "sandbox-trixie-2fa"}
+    assert set(by_name) == {"sandbox-trixie", "sandbox-trixie-2fa", "sandbox-trixie-openssh",
+                            "sandbox-trixie-2fa-openssh"}
+    assert by_name["sandbox-trixie-openssh"]["transport"] == "openssh" and "transport" not in by_name["sandbox-trixie"]
     plain = by_name["sandbox-trixie"]
     assert plain["interpreter"] == "python3" and "setup" not in plain
     assert plain["port"] == 2223 and plain["known_hosts"] == "/srv/sb/trixie/known_hosts"
