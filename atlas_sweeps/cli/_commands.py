@@ -19,7 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("atlas_sweeps.cli.ls", "List launches with their sweeps and job counts per state."),
     "clean": ("atlas_sweeps.cli.clean", "Delete the W&B runs that carry a tag, after listing them."),
     "sync": ("atlas_sweeps.cli.sync", "Upload the offline runs of local-backend launches with wandb sync."),
-    "logout": ("atlas_sweeps.cli.logout", "End the SSH master connections (openssh transport): the next command logs in."),
+    "cluster": ("atlas_sweeps.cli.cluster", "Add a cluster by probing it (one login); list and show profiles."),
+    "doctor": ("atlas_sweeps.cli.doctor", "Check a cluster profile end to end, naming the fix for each problem."),
+    "logout": ("atlas_sweeps.cli.logout", "End the SSH master connections of the openssh transport."),
     "sandbox": ("atlas_sweeps.cli.sandbox", "Start, stop or inspect the sandbox Slurm cluster on this machine."),
 }
 

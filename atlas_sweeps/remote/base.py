@@ -117,6 +117,10 @@ class Remote(Protocol):
         """Remote round trips so far (each script, stream or rsync counts one)."""
         ...
 
+    def describe(self) -> str:
+        """The transport and where it goes (openssh: whether its master is up), for ``status`` and ``doctor``."""
+        ...
+
     def close(self) -> None:
         ...
 

@@ -72,6 +72,9 @@ class LocalRemote(CallCounter):
             path = path[2:]
         return str(self._home / path) + ("/" if path.endswith("/") else "")
 
+    def describe(self) -> str:
+        return "this machine, no SSH"
+
     def close(self) -> None:
         pass
 

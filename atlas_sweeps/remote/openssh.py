@@ -237,6 +237,9 @@ class OpenSshRemote(CallCounter):
     def rsync_path(self, path: str) -> str:
         return f"{self._ssh.host}:{path}"
 
+    def describe(self) -> str:
+        return f"openssh to {self.label}, master {'up' if self.master_up() else 'down'} ({self._ssh.socket})"
+
     def close(self) -> None:
         """Nothing to close: the master stays up for the next command until ControlPersist ends."""
 

@@ -185,6 +185,9 @@ class SshRemote(CallCounter):
         # The relay ignores the host part; it is only there so rsync treats the path as remote.
         return f"cluster:{path}"
 
+    def describe(self) -> str:
+        return f"paramiko session to {self.label}"
+
     def close(self) -> None:
         if self._relay is not None:
             self._relay.close()

@@ -13,6 +13,7 @@ def status_document(snapshot: StatusSnapshot) -> dict[str, Any]:
     return {
         "refreshed": snapshot.refreshed, "stale": snapshot.stale, "error": snapshot.error,
         "counts": snapshot.counts, "remote_calls": snapshot.remote_calls,
+        "connections": dict(snapshot.connections),
         "launches": [launch_document(s) for s in snapshot.launches],
     }
 

@@ -85,6 +85,7 @@ class StatusSnapshot:
     next_refresh: float | None = None
     remote_calls: int = 0
     fatal: Exception | None = None  # an error retrying cannot fix (changed host key, refused login)
+    connections: tuple[tuple[str, str], ...] = ()  # (cluster, how it is reached) of the sessions polled
 
     @property
     def counts(self) -> dict[str, int]:

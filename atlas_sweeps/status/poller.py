@@ -63,9 +63,11 @@ class Poller:
                     fatal = exc
                 for rec in recs:
                     statuses[rec.id] = stored_status(self.db, rec, stale=True, error=message)
+        connections = tuple((name, entry.remote.describe()) for name, entry in self._clusters.items()
+                            if entry.remote is not None)
         return StatusSnapshot(launches=tuple(statuses[r.id] for r in launches), refreshed=self.clock(),
                               stale=bool(errors), error="; ".join(errors) or None, remote_calls=self.calls,
-                              fatal=fatal)
+                              fatal=fatal, connections=connections)
 
     def close(self) -> None:
         for name in list(self._clusters):

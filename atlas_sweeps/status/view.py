@@ -153,6 +153,8 @@ def footer(snapshot: StatusSnapshot, *, now: float, live: bool) -> Text:
     if live and snapshot.next_refresh:
         wait = max(0, int(round(snapshot.next_refresh - now)))
         text.append(f" · next {_clock(snapshot.next_refresh)} (in {wait} s)")
+    for cluster, how in snapshot.connections:
+        text.append(f"\n{cluster}: {how}", style="dim")
     if snapshot.error:
         text.append("\n")
         if live and snapshot.next_refresh:

@@ -184,6 +184,9 @@ class _FakeCluster:
             (self.bindir / name).write_text(f"#!/bin/bash\ncat <<'EOF'\n{text}EOF\n")
             (self.bindir / name).chmod(0o755)
 
+    def describe(self) -> str:
+        return "stand-in squeue/sacct on this machine"
+
     def run_script(self, script: str, *, timeout: float):  # type: ignore[no-untyped-def]
         self.scripts += 1
         return subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, check=True,
