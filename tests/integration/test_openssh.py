@@ -62,6 +62,9 @@ def test_a_morning_of_commands_logs_in_once(ws: Workspace) -> None:
     job = doc["sweeps"][0]["jobs"][0]["job_id"]
     status = json.loads(ws.cli("status", "--once", "--json", "--launch", doc["launch"]).stdout)
     assert {t["job_id"] for s in status["launches"][0]["sweeps"] for t in s["tasks"]} == {f"{job}_0", f"{job}_1"}
+    assert status["connections"][profile].startswith(f"openssh to {sandbox.user}@{sandbox.host}, master up")
+    text = ws.cli("status", "--once", "--launch", doc["launch"]).stdout
+    assert f"{profile}: openssh to {sandbox.user}@{sandbox.host}, master up" in text
     tail = ws.cli("tail", f"{job}_0", timeout=120)
     assert "step 5 n=1" in tail.stdout
     ws.cli("cancel", doc["launch"], "--yes")
