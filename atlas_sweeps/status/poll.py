@@ -30,7 +30,7 @@ class ArrayQuery:
     task_count: int
     output: str  # log pattern (%A_%a)
     submitted: float
-    recheck: tuple[int, ...] = ()  # tasks running at the last poll: their final log line is read once more
+    recheck: tuple[int, ...] = ()  # tasks that may have ended since the last poll: their last log line is read once more
 
 
 @dataclass(frozen=True)

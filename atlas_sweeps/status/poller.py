@@ -148,7 +148,12 @@ def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, po
         keys = [(job.job_id, t) for t in range(job.task_count)]
         if all(key in seen and _settled(seen[key], polled) for key in keys):
             continue
-        recheck = tuple(key[1] for key in keys if key in seen and seen[key].state == LOGGED_STATE)
+        # Tasks that may have ended since the last poll get their log's last line read once more: those last
+        # seen running first, then those never seen in a final state (they may have run and ended unseen).
+        running = [key[1] for key in keys if key in seen and seen[key].state == LOGGED_STATE]
+        unseen = [key[1] for key in keys if (key not in seen or not is_terminal(seen[key].state))
+                  and not (key in seen and seen[key].state == LOGGED_STATE)]
+        recheck = tuple(running + unseen)
         out.append(ArrayQuery(job_id=job.job_id, job_name=job.job_name, task_count=job.task_count,
                               output=job.output, submitted=job.submitted, recheck=recheck))
     return out

@@ -312,3 +312,23 @@ def test_the_poll_reads_the_exit_codes_the_tasks_wrote(tmp_path: Path) -> None:
     result = parse_poll(out, job_ids=["7"])
     assert result.exit_codes == {("7", 0): 0, ("7", 1): 3} and result.accounting is False
     assert parse_exit_files("7_2.exit:\n7_x.exit:1\n../7_3.exit:4\n8_1.exit:1\n", job_id="7") == {("7", 3): 4}
+
+
+def test_tasks_that_ran_and_ended_between_two_polls_get_their_last_log_line(tmp_path: Path) -> None:
+    """A first poll after the runs ended (a laptop opened the next morning) still shows each run's last line."""
+    from atlas_sweeps.status.poller import _queries
+
+    job = JobRecord(launch_id="l", sweep_name="s", chunk=0, job_id="7", job_name="atlas-l-s", array_spec="0-2",
+                    task_offset=0, task_count=3, output=f"{tmp_path}/%A_%a.out", error="", script="", submitted=1.0)
+    seen = {("7", 0): TaskSeen(launch_id="l", job_id="7", task=0, state="COMPLETED"),
+            ("7", 2): TaskSeen(launch_id="l", job_id="7", task=2, state="RUNNING")}
+    [query] = _queries([job], seen, polled=None)
+    assert query.recheck == (2, 1)  # last seen running first, then the one never seen: not the finished one
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "squeue").write_text("#!/bin/bash\nexit 0\n")
+    (bindir / "squeue").chmod(0o755)
+    (tmp_path / "7_1.out").write_text("epoch 20/20 loss=0.05\n")
+    out = subprocess.run(["bash", "-s"], input=poll_script([query]), capture_output=True, text=True, check=True,
+                         env={"PATH": f"{bindir}:/usr/bin:/bin"}).stdout
+    assert parse_poll(out, job_ids=["7"]).log_lines == {("7", 1): "epoch 20/20 loss=0.05"}
