@@ -364,7 +364,8 @@ def load_profile(name: str | None, *, project_dir: Path) -> Profile:
     if chosen is None:
         if not profiles:
             raise UsageError("no cluster profile found",
-                             hint=f"write {_own_profile('NAME')} (see the README), or run "
+                             hint="add one with 'atlas-sweeps cluster add NAME --host ALIAS', write "
+                                  f"{_own_profile('NAME')} (see the README), or run "
                                   "'atlas-sweeps sandbox up' to try the sandbox")
         raise UsageError(f"several cluster profiles ({', '.join(sorted(profiles))}): pick one",
                          hint="pass --cluster NAME or set default_cluster in " + PROJECT_FILE)

@@ -78,6 +78,7 @@ def test_missing_file_and_missing_cluster(tmp_path: Path, clean_env: dict[str, s
     assert result.returncode == 2 and "not found" in result.stderr
     result = run_cli("launch", "composite_grid", env=clean_env)
     assert result.returncode == 2 and "no cluster profile found" in result.stderr and "sandbox up" in result.stderr
+    assert "atlas-sweeps cluster add NAME --host ALIAS" in result.stderr
     assert not Path(clean_env["ATLAS_SWEEPS_STATE_DIR"]).exists()  # nothing recorded for a launch that never began
 
 
