@@ -153,6 +153,9 @@ def stored_refresh(tasks: int, tmp: Path) -> float:
         def run_script(self, script: str, *, timeout: float | None = None) -> Result:
             return Result(command="bash -s", exit_code=0, stdout=answer, stderr="")
 
+        def describe(self) -> str:
+            return "recorded answer, no session"
+
         def close(self) -> None:
             pass
 
@@ -164,7 +167,7 @@ def stored_refresh(tasks: int, tmp: Path) -> float:
     db.add_job(JobRecord(launch_id="bench", sweep_name="bench", chunk=0, job_id=job, job_name="atlas-bench-bench",
                          array_spec=f"0-{tasks - 1}%100", task_offset=0, task_count=tasks, output="/l/%A_%a.out",
                          error="/l/%A_%a.err", script="/s", submitted=time.time()))
-    poller = Poller(db=db, remote_factory=lambda _cluster: Recorded(), fetch_wandb=False)  # type: ignore[arg-type,return-value]
+    poller = Poller(db=db, remote_factory=lambda _cluster: Recorded())  # type: ignore[arg-type,return-value]
     launch = db.launch("bench")
     assert launch is not None
     poller.poll([launch])  # the first poll has no last states to read
