@@ -248,7 +248,8 @@ class Launcher:
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:
             self.db.add_sweep(SweepRecord(launch_id=launch_id, name=s.name, tags=s.spec.tags, runs=s.runs,
-                                          jobs=s.jobs, config=s.spec.config, log_dir=""))
+                                          jobs=s.jobs, config=s.spec.config, log_dir="",
+                                          run_params=s.run_params))
         return record
 
     def _run(self, prepared: Prepared, record: LaunchRecord, backend: SweepBackend, *, resuming: bool,

@@ -55,6 +55,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE launches ADD COLUMN submit_started REAL",
         "UPDATE launches SET submit_started = created WHERE status IN ('submitting', 'partial')",
     ),
+    (
+        # each run's parameters where the plan knows them (local backend: a JSON list, by run index), and why
+        # a task that did not complete ended: its cause, once final, so its log is never read again
+        "ALTER TABLE sweeps ADD COLUMN run_params TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE task_states ADD COLUMN cause TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE task_states ADD COLUMN error TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 
@@ -104,6 +111,7 @@ class SweepRecord:
     log_dir: str
     sweep_id: str | None = None
     url: str | None = None
+    run_params: tuple[dict[str, Any], ...] = ()  # by run index; empty when the backend picks them (W&B)
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class JobRecord:
 
 def _row(cls: type, row: sqlite3.Row) -> Any:
     values = dict(row)
-    for name in ("tags",):
+    for name in ("tags", "run_params"):
         if name in values:
             values[name] = tuple(json.loads(values[name]))
     for name in ("config", "options"):
@@ -263,6 +271,7 @@ class StateDB:
         values = asdict(rec)
         values["tags"] = json.dumps(list(rec.tags))
         values["config"] = json.dumps(rec.config)
+        values["run_params"] = json.dumps(list(rec.run_params))
         cols = ", ".join(values)
         with self._tx() as db:
             db.execute(f"INSERT OR REPLACE INTO sweeps ({cols}) VALUES ({', '.join('?' * len(values))})",
@@ -364,12 +373,16 @@ class TaskSeen(TaskState):
     launch_id: str
     log_line: str = ""
     seen: float = 0.0
+    cause: str = ""  # why it did not complete (``slurm.causes``), once final: its log is not read again
+    error: str = ""  # its log's last error line
 
     @classmethod
-    def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0) -> TaskSeen:
+    def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0, cause: str = "",
+           error: str = "") -> TaskSeen:
         """The row recording ``state``."""
-        # vars(): a TaskState's fields (a TaskSeen's too, whose own three are replaced).
-        return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen})
+        # vars(): a TaskState's fields (a TaskSeen's too, whose own are replaced).
+        return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen,
+                                "cause": cause, "error": error})
 
     def task_state(self) -> TaskState:
         """The Slurm state alone (a TaskSeen is one already: merges take it as it is)."""

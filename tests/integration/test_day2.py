@@ -1,0 +1,93 @@
+"""Day 2 on the sandbox through the real CLI: a launch whose runs really fail (a raised exception, a time
+limit of one minute outlived, a task cancelled with scancel) and ``status`` saying why, with each run's
+parameters, in one remote call per refresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+CLI = str(Path(__file__).parents[2] / ".venv" / "bin" / "atlas-sweeps")
+FINAL = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
+
+
+def run_cli(args: list[str], *, state: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ATLAS_SWEEPS_STATE_DIR": str(state), "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run([CLI, *args], cwd=DATA, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tasks_by_run(doc: dict) -> dict[int, dict]:
+    return {t["run"]: t for launch in doc["launches"] for s in launch["sweeps"] for t in s["tasks"]}
+
+
+def status_json(state: Path, launch: str) -> dict:
+    out = run_cli(["status", "--once", "--json", "--launch", launch], state=state)
+    doc = json.loads(out.stdout)
+    assert out.returncode == 0, (doc["error"], out.stderr)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def failed(sandbox, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One launch of day2_fail.yml under a one-minute limit, its run 3 cancelled while running, watched
+    until every task is final."""
+    state = tmp_path_factory.mktemp("day2-state")
+    out = run_cli(["launch", "day2_fail", "--cluster", sandbox.profile, "--nodes", "4", "--time", "00:01:00",
+                   "--json"], state=state)
+    assert out.returncode == 0, out.stderr
+    launch = json.loads(out.stdout)["launch"]
+    docs = []
+    cancelled = False
+    deadline = time.monotonic() + 900  # a shared, loaded cluster: the time-limit kill alone takes over a minute
+    while time.monotonic() < deadline:
+        doc = status_json(state, launch)
+        docs.append(doc)
+        tasks = tasks_by_run(doc)
+        if not cancelled and tasks[3]["state"] == "RUNNING" and tasks[3]["log_line"].startswith("tick"):
+            done = run_cli(["cancel", tasks[3]["job_id"], "--yes"], state=state)
+            assert done.returncode == 0, done.stderr
+            cancelled = True
+        if cancelled and all(t["state"] in FINAL for t in tasks.values()) and all(
+                t["cause"] for t in tasks.values() if t["state"] != "COMPLETED"):
+            break
+        time.sleep(3)
+    return {"state": state, "launch": launch, "docs": docs, "sandbox": sandbox}
+
+
+def test_status_says_why_each_run_did_not_complete(failed: dict) -> None:
+    tasks = tasks_by_run(failed["docs"][-1])
+    assert tasks[0]["state"] == "COMPLETED" and tasks[0]["cause"] is None and tasks[0]["error"] is None
+    assert tasks[1]["state"] == "FAILED" and tasks[1]["cause"] == "error"
+    assert tasks[1]["error"] == "ValueError: lr too large for this run: 0.1"
+    assert tasks[2]["state"] == "TIMEOUT" and tasks[2]["cause"] == "timeout"
+    assert "DUE TO TIME LIMIT" in tasks[2]["error"]
+    assert tasks[3]["state"] == "CANCELLED" and tasks[3]["cause"] == "cancelled"
+    assert [tasks[i]["params"] for i in range(4)] == [{"lr": 0.1, "mode": m} for m in ("ok", "raise", "sleep", "hang")]
+    assert all(d["remote_calls"] <= 1 for d in failed["docs"])  # one remote call per refresh
+
+
+def test_the_table_shows_varying_parameters_causes_and_error_lines(failed: dict) -> None:
+    out = run_cli(["status", "--once", "--launch", failed["launch"]], state=failed["state"])
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[2]: line for line in out.stdout.splitlines() if line[:1].isdigit() and "mode=" in line}
+    assert set(rows) == {"mode=ok", "mode=raise", "mode=sleep", "mode=hang"}  # lr does not vary: not shown
+    assert "lr=" not in out.stdout
+    assert "error" in rows["mode=raise"] and "ValueError: lr too large for this run: 0.1" in rows["mode=raise"]
+    assert "time limit" in rows["mode=sleep"] and "cancelled" in rows["mode=hang"]
+
+
+def test_a_diagnosed_task_is_stored_and_its_log_is_not_read_again(failed: dict) -> None:
+    with sqlite3.connect(failed["state"] / "state.db") as db:
+        causes = dict(db.execute("SELECT task, cause FROM task_states WHERE launch_id = ?", (failed["launch"],)))
+    assert causes == {0: "", 1: "error", 2: "timeout", 3: "cancelled"}
+    # Every task is final and diagnosed: a refresh asks the cluster nothing and shows the same.
+    again = status_json(failed["state"], failed["launch"])
+    assert again["remote_calls"] == 0
+    assert tasks_by_run(again)[1]["error"] == "ValueError: lr too large for this run: 0.1"
