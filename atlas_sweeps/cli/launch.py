@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 @click.option("--time", "time_limit", metavar="D-HH:MM:SS", help="Override the profile's job time limit.")
 @click.option("--gpus", type=click.IntRange(min=0), help="Override the profile's GPUs per job.")
 @click.option("--template", type=click.Path(dir_okay=False), help="sbatch template to use instead of the profile's.")
+@click.option("-m", "--note", metavar="TEXT", default="",
+              help="The hypothesis this launch tests: recorded, shown by ls and status, W&B's sweep description.")
 @click.option("--dry-run", is_flag=True, help="Show the sweeps, scripts and sbatch calls; contact nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--resume", metavar="LAUNCH", help="Finish a launch that was cut short; submits nothing twice.")
@@ -45,13 +47,14 @@ if TYPE_CHECKING:
 def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
            count: int | None, tags_param: str | None, project: str | None, entity: str | None,
            partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
-           dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
+           note: str, dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
            accept_new_host_key: bool) -> int:
     """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
     the cluster and submit the jobs, recording everything locally.
 
     \b
     atlas-sweeps launch composite_grid.yml --nodes 8 --cluster mycluster
+    atlas-sweeps launch composite_grid -m "warmup fixes the lr=3e-4 divergence"
     atlas-sweeps launch composite_grid --dry-run
     atlas-sweeps launch --resume k3x9q2
     """
@@ -60,8 +63,8 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
 
     cwd = Path.cwd()
     if resume:
-        if config or dry_run:
-            raise UsageError("--resume takes no sweep file and no --dry-run",
+        if config or dry_run or note:
+            raise UsageError("--resume takes no sweep file, no --note and no --dry-run",
                              hint="the recorded file and options are reused")
         return _run(lambda launcher: launcher.resume(resume, cwd=cwd, force_resubmit_unknown=force_resubmit_unknown),
                     accept_new_host_key=accept_new_host_key, as_json=as_json)
@@ -73,7 +76,7 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
     overrides = {"slurm_partition": partition, "slurm_time": time_limit, "slurm_gpus": gpus, "template": template}
     options = LaunchOptions(config=config, cluster=cluster, nodes=nodes, backend=backend, test_time=test_time,
                             count=count, tags_param=tags_param, project=project, entity=entity,
-                            overrides={k: v for k, v in overrides.items() if v is not None})
+                            overrides={k: v for k, v in overrides.items() if v is not None}, note=note.strip())
     prepared = prepare(options, cwd=cwd, dry_run=dry_run)
     if prepared.backend_notice and not as_json:
         console.err().print(f"[yellow]note:[/] {prepared.backend_notice}")

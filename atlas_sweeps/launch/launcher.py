@@ -61,6 +61,7 @@ class LaunchOptions:
     project: str | None = None
     entity: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # the hypothesis the launch tests: recorded, shown by ls and status, W&B's description
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ class Launcher:
             id=launch_id, created=time.time(), config_path=str(prepared.composite.path),
             config_text=prepared.config_text, cluster=prepared.profile.name, backend=prepared.backend,
             nodes=opts.nodes, remote_dir=prepared.profile.remote_dir, snapshot="", status=RECORDED,
-            total_runs=prepared.plan.total_runs, total_hours=prepared.plan.total_hours,
+            total_runs=prepared.plan.total_runs, total_hours=prepared.plan.total_hours, note=opts.note,
             git_commit=git.commit, git_branch=git.branch, git_dirty=git.dirty,
             options={"cluster": prepared.profile.name, "nodes": opts.nodes, "backend": prepared.backend,
                      "test_time": opts.test_time, "count": opts.count, "tags_param": opts.tags_param,
@@ -357,7 +358,8 @@ class Launcher:
                 created[sweep.name] = CreatedSweep(sweep_id=rec.sweep_id, url=rec.url)
                 continue
             self.on_step(f"creating sweep {sweep.name}")
-            made = backend.create(sweep, launch_id=launch_id, entity=prepared.entity, project=prepared.project)
+            made = backend.create(sweep, launch_id=launch_id, entity=prepared.entity, project=prepared.project,
+                                  note=prepared.options.note)
             self.db.set_sweep_id(launch_id, sweep.name, sweep_id=made.sweep_id, url=made.url,
                                  log_dir=layout.log_dir(sweep.name))
             created[sweep.name] = made
@@ -441,7 +443,7 @@ def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
         options = LaunchOptions(config=str(path), cluster=opts["cluster"], nodes=opts["nodes"],
                                 backend=opts["backend"], test_time=opts["test_time"], count=opts["count"],
                                 tags_param=opts["tags_param"], project=opts["project"], entity=opts["entity"],
-                                overrides=opts.get("overrides") or {})
+                                overrides=opts.get("overrides") or {}, note=record.note)
         code_dir = Path(opts.get("code_dir") or cwd)
         prepared = prepare(options, cwd=code_dir)
     return replace(prepared, composite=replace(prepared.composite, path=Path(record.config_path)))

@@ -62,6 +62,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE task_states ADD COLUMN cause TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE task_states ADD COLUMN error TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # the hypothesis the launch tests (launch --note): ls, status and report show it
+        "ALTER TABLE launches ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 
@@ -96,6 +100,7 @@ class LaunchRecord:
     options: dict[str, Any] = field(default_factory=dict)
     max_array_size: int | None = None  # fixed before the first sbatch: the chunking of every sweep
     submit_started: float | None = None  # when submitting last began (None: never)
+    note: str = ""  # what the launch is meant to find out (launch --note)
 
 
 @dataclass(frozen=True)
