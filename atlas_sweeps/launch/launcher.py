@@ -244,7 +244,8 @@ class Launcher:
             options={"cluster": prepared.profile.name, "nodes": opts.nodes, "backend": prepared.backend,
                      "test_time": opts.test_time, "count": opts.count, "tags_param": opts.tags_param,
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
-                     "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name},
+                     "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
+                     "gpus_per_job": prepared.plan.gpus_per_job},
         )
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:

@@ -1,6 +1,6 @@
-"""Day 2 on the sandbox through the real CLI: a launch whose runs really fail (a raised exception, a time
-limit of one minute outlived, a task cancelled with scancel) and ``status`` saying why, with each run's
-parameters, in one remote call per refresh."""
+"""Day 2 on the sandbox through the real CLI: a launch with a note (``-m``) whose runs really fail (a raised
+exception, a time limit of one minute outlived, a task cancelled with scancel) and ``status`` saying why,
+with each run's parameters, in one remote call per refresh; ``ls`` and ``status`` show the note."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 CLI = str(Path(__file__).parents[2] / ".venv" / "bin" / "atlas-sweeps")
+NOTE = "does 'sleep' outlive a 1 min limit? (and $HOME stays unexpanded)"
 FINAL = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
 
 
@@ -40,7 +41,7 @@ def failed(sandbox, tmp_path_factory: pytest.TempPathFactory) -> dict:
     until every task is final."""
     state = tmp_path_factory.mktemp("day2-state")
     out = run_cli(["launch", "day2_fail", "--cluster", sandbox.profile, "--nodes", "4", "--time", "00:01:00",
-                   "--json"], state=state)
+                   "-m", NOTE, "--json"], state=state)
     assert out.returncode == 0, out.stderr
     launch = json.loads(out.stdout)["launch"]
     docs = []
@@ -91,3 +92,31 @@ def test_a_diagnosed_task_is_stored_and_its_log_is_not_read_again(failed: dict) 
     again = status_json(failed["state"], failed["launch"])
     assert again["remote_calls"] == 0
     assert tasks_by_run(again)[1]["error"] == "ValueError: lr too large for this run: 0.1"
+
+
+def test_the_note_is_recorded_and_shown_by_ls_and_status(failed: dict) -> None:
+    listed = run_cli(["ls", "--json"], state=failed["state"])
+    assert listed.returncode == 0, listed.stderr
+    assert [d["note"] for d in json.loads(listed.stdout)["launches"] if d["id"] == failed["launch"]] == [NOTE]
+    assert NOTE in run_cli(["ls"], state=failed["state"]).stdout
+    assert f"note: {NOTE}" in run_cli(["status", "--once", "--launch", failed["launch"]], state=failed["state"]).stdout
+    assert tasks_by_run(failed["docs"][-1])[0]["state"] == "COMPLETED"
+
+
+def test_report_groups_failures_by_cause_with_gpu_hours_and_next_commands(failed: dict) -> None:
+    out = run_cli(["report", failed["launch"], "--json"], state=failed["state"])
+    assert out.returncode == 0, out.stderr
+    (doc,) = json.loads(out.stdout)["launches"]
+    assert doc["note"] == NOTE and doc["counts"]["done"] == 1 and doc["counts"]["failed"] == 3
+    failures = {g["cause"]: g["runs"] for g in doc["sweeps"][0]["failures"]}
+    assert set(failures) == {"error", "timeout", "cancelled"}
+    assert failures["error"][0]["params"] == {"lr": 0.1, "mode": "raise"}
+    assert failures["error"][0]["error"] == "ValueError: lr too large for this run: 0.1"
+    assert doc["gpu_hours"] > 0 and doc["estimate_gpu_hours"] == 4.0  # the sandbox profile asks for no GPUs
+    assert any(c.endswith(" --err") for c in doc["commands"])
+    md = run_cli(["report", "--since", "1h", "--markdown"], state=failed["state"])
+    assert md.returncode == 0, md.stderr
+    assert f"## Launch {failed['launch']}: day2\\_fail.yml on" in md.stdout and "**time limit** (1)" in md.stdout
+    assert "| mode=raise | ValueError: lr too large for this run: 0.1 |" in md.stdout
+    bad = run_cli(["report", "--since", "yesterday"], state=failed["state"])
+    assert bad.returncode == 2 and "--since 'yesterday' is not a duration" in bad.stderr
