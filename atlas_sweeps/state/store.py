@@ -66,6 +66,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         # the hypothesis the launch tests (launch --note): ls, status and report show it
         "ALTER TABLE launches ADD COLUMN note TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # retry rounds: a chunk's array of attempt N > 1 holds only the array task ids (= the runs, less the
+        # chunk's offset) that had not completed; SQLite cannot change a primary key, so the table is rebuilt
+        """CREATE TABLE jobs_v5 (
+            launch_id TEXT NOT NULL REFERENCES launches(id), sweep_name TEXT NOT NULL, chunk INTEGER NOT NULL,
+            job_id TEXT NOT NULL, job_name TEXT NOT NULL, array_spec TEXT NOT NULL, task_offset INTEGER NOT NULL,
+            task_count INTEGER NOT NULL, output TEXT NOT NULL, error TEXT NOT NULL, script TEXT NOT NULL,
+            submitted REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, task_ids TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (launch_id, sweep_name, chunk, attempt))""",
+        "INSERT INTO jobs_v5 (launch_id, sweep_name, chunk, job_id, job_name, array_spec, task_offset, task_count, output, error, script, submitted) SELECT launch_id, sweep_name, chunk, job_id, job_name, array_spec, task_offset, task_count, output, error, script, submitted FROM jobs ORDER BY rowid",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v5 RENAME TO jobs",
+        "CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id)",
+    ),
 )
 
 
@@ -135,11 +149,18 @@ class JobRecord:
     error: str
     script: str
     submitted: float
+    attempt: int = 1  # 1: the launch's own array; N > 1: retry round N - 1
+    task_ids: tuple[int, ...] = ()  # a retry's array task ids; empty: 0 .. task_count - 1
+
+    @property
+    def tasks(self) -> tuple[int, ...]:
+        """The array's task ids."""
+        return self.task_ids or tuple(range(self.task_count))
 
 
 def _row(cls: type, row: sqlite3.Row) -> Any:
     values = dict(row)
-    for name in ("tags", "run_params"):
+    for name in ("tags", "run_params", "task_ids"):
         if name in values:
             values[name] = tuple(json.loads(values[name]))
     for name in ("config", "options"):
@@ -295,17 +316,18 @@ class StateDB:
                 db.execute(f"DELETE FROM {table} WHERE {col} = ?", (launch_id,))
 
     def add_job(self, rec: JobRecord) -> None:
-        """Record a submitted array; a second array for the same chunk is refused, never replaces the first
-        (the replaced one would run on, invisible to ``status`` and ``cancel``)."""
+        """Record a submitted array; a second array for the same chunk and attempt is refused, never replaces
+        the first (the replaced one would run on, invisible to ``status`` and ``cancel``)."""
         values = asdict(rec)
+        values["task_ids"] = json.dumps(list(rec.task_ids))
         cols = ", ".join(values)
         try:
             with self._tx() as db:
                 db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(values))})",
                            tuple(values.values()))
         except sqlite3.IntegrityError:
-            known = self._one("SELECT job_id FROM jobs WHERE launch_id = ? AND sweep_name = ? AND chunk = ?",
-                              (rec.launch_id, rec.sweep_name, rec.chunk))
+            known = self._one("SELECT job_id FROM jobs WHERE launch_id = ? AND sweep_name = ? AND chunk = ? "
+                              "AND attempt = ?", (rec.launch_id, rec.sweep_name, rec.chunk, rec.attempt))
             raise StateError(f"launch {rec.launch_id} already has job {known[0] if known else '?'} for "
                              f"{rec.sweep_name} chunk {rec.chunk}; job {rec.job_id} is a second array of it",
                              hint=f"cancel the one you do not want: scancel {rec.job_id}") from None

@@ -31,6 +31,11 @@ def _elapsed(row: TaskRow) -> str:
     return format_duration(row.state.elapsed) + (f" / {limit}" if limit else "")
 
 
+def _run(row: TaskRow) -> str:
+    """The run's index, and which attempt the row shows when it was retried."""
+    return str(row.run) if row.attempts == 1 else f"{row.run} (try {row.attempts})"
+
+
 def _cause(row: TaskRow) -> str:
     return row.diagnosis.words if row.diagnosis else ""
 
@@ -48,7 +53,7 @@ TASK_COLUMNS: tuple[Column, ...] = (
     Column("job", lambda r: r.state.slurm_id, json={
         "job_id": lambda r: r.state.slurm_id, "array_job_id": lambda r: r.state.job_id,
         "task": lambda r: r.state.task}),
-    Column("run", lambda r: str(r.run), json={"run": lambda r: r.run}, justify="right"),
+    Column("run", _run, json={"run": lambda r: r.run, "attempts": lambda r: r.attempts}, justify="right"),
     Column("params", lambda r: r.label, json={"params": lambda r: r.params}, max_width=32),
     Column("state", _state, json={"state": lambda r: r.state.state, "category": lambda r: r.category},
            colored=True),

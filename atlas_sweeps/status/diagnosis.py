@@ -35,7 +35,7 @@ def needs_diagnosis(seen: TaskSeen | None) -> bool:
 
 def to_diagnose(job: JobRecord, seen: Mapping[Key, TaskSeen]) -> tuple[int, ...]:
     """The tasks of ``job`` whose ``.err`` tail the poll reads if they ended badly."""
-    return tuple(t for t in range(job.task_count) if needs_diagnosis(seen.get((job.job_id, t))))
+    return tuple(t for t in job.tasks if needs_diagnosis(seen.get((job.job_id, t))))
 
 
 def undiagnosed_failure(seen: TaskSeen) -> bool:

@@ -18,7 +18,8 @@ from atlas_sweeps.status.run_params import params_label, varying_keys
 @dataclass(frozen=True)
 class TaskRow:
     """One array task as shown: its state, which run it is (and its parameters, where known: ``label`` holds
-    the ones that vary within the sweep), its log's last line and, when it did not complete, why."""
+    the ones that vary within the sweep), its log's last line and, when it did not complete, why; a retried
+    run shows its latest attempt and how many it took."""
 
     state: TaskState
     run: int
@@ -26,6 +27,7 @@ class TaskRow:
     params: Mapping[str, Any] | None = None
     label: str = ""
     diagnosis: Diagnosis | None = None
+    attempts: int = 1
 
     @property
     def category(self) -> str:
@@ -121,22 +123,25 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                         error: str | None = None, wandb: dict[str, dict[str, int]] | None = None,
                         notes: tuple[str, ...] = (),
                         diagnoses: Mapping[tuple[str, int], Diagnosis] | None = None) -> LaunchStatus:
-    """Group merged task states by sweep, in the order the launch recorded them (pure)."""
+    """Group merged task states by sweep, in the order the launch recorded them, one row per run: its latest
+    attempt (pure)."""
     out = []
     why = diagnoses or {}
     for sweep in sweeps:
-        rows = []
+        rows: dict[int, TaskRow] = {}
         keys = varying_keys(sweep.run_params)
         for job in (j for j in jobs if j.sweep_name == sweep.name):
-            for task in range(job.task_count):
+            for task in job.tasks:
                 key = (job.job_id, task)
                 state = states.get(key) or TaskState(job_id=job.job_id, task=task, state="UNKNOWN", source=NO_SOURCE)
                 run = job.task_offset + task
                 params = sweep.run_params[run] if run < len(sweep.run_params) else None
-                rows.append(TaskRow(state=state, run=run, log_line=log_lines.get(key, ""), params=params,
-                                    label=params_label(params, keys) if params else "", diagnosis=why.get(key)))
+                before = rows.pop(run, None)
+                rows[run] = TaskRow(state=state, run=run, log_line=log_lines.get(key, ""), params=params,
+                                    label=params_label(params, keys) if params else "", diagnosis=why.get(key),
+                                    attempts=before.attempts + 1 if before else 1)
         out.append(SweepStatus(name=sweep.name, tags=sweep.tags, sweep_id=sweep.sweep_id, url=sweep.url,
-                               runs=sweep.runs, tasks=tuple(rows),
+                               runs=sweep.runs, tasks=tuple(sorted(rows.values(), key=lambda r: r.run)),
                                wandb_runs=(wandb or {}).get(sweep.sweep_id or "")))
     return LaunchStatus(launch=launch, sweeps=tuple(out), polled=polled, accounting=accounting, stale=stale,
                         error=error, notes=notes)

@@ -108,7 +108,7 @@ class Poller:
             jobs, seen = plans[rec.id]
             prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
-            states = merge_tasks(arrays={j.job_id: j.task_count for j in jobs}, squeue=result.squeue,
+            states = merge_tasks(arrays={j.job_id: j.tasks for j in jobs}, squeue=result.squeue,
                                  sacct=result.sacct, last_seen=seen.values(),
                                  exit_codes=result.exit_codes, accounting=accounting,
                                  queried={a.job_id for a in arrays})
@@ -149,7 +149,7 @@ def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, po
     """The arrays a poll asks about: finished arrays are never asked about again."""
     out = []
     for job in jobs:
-        keys = [(job.job_id, t) for t in range(job.task_count)]
+        keys = [(job.job_id, t) for t in job.tasks]
         if all(key in seen and _settled(seen[key], polled) and not undiagnosed_failure(seen[key]) for key in keys):
             continue
         recheck = tuple(key[1] for key in keys if key in seen and seen[key].state == LOGGED_STATE)

@@ -120,3 +120,47 @@ def test_report_groups_failures_by_cause_with_gpu_hours_and_next_commands(failed
     assert "| mode=raise | ValueError: lr too large for this run: 0.1 |" in md.stdout
     bad = run_cli(["report", "--since", "yesterday"], state=failed["state"])
     assert bad.returncode == 2 and "--since 'yesterday' is not a duration" in bad.stderr
+
+
+def test_retry_resubmits_exactly_the_runs_that_did_not_complete_as_a_new_attempt(failed: dict) -> None:
+    state, launch = failed["state"], failed["launch"]
+    dry = run_cli(["retry", launch, "--dry-run", "--json"], state=state)
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["attempt"] == 2 and plan["runs"] == 3 and [a["array"] for a in plan["arrays"]] == ["1,2,3"]
+    assert [r["params"]["mode"] for r in plan["arrays"][0]["runs"]] == ["raise", "sleep", "hang"]
+    listed = run_cli(["retry", launch, "--dry-run"], state=state)
+    assert "would resubmit 3 runs" in listed.stdout and "--array=1,2,3" in listed.stdout
+    refused = run_cli(["retry", launch], state=state)
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    done = run_cli(["retry", launch, "--yes", "--json"], state=state)
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)["arrays"][0]["job_id"]
+    assert job and job.isdigit()
+    cancel = run_cli(["cancel", job, "--yes"], state=state)  # the retried sleepers need not wait for their limit
+    assert cancel.returncode == 0, cancel.stderr
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        tasks = tasks_by_run(status_json(state, launch))
+        if all(t["state"] in FINAL for t in tasks.values()):
+            break
+        time.sleep(3)
+    assert sorted(tasks) == [0, 1, 2, 3]  # one row per run: its latest attempt
+    assert tasks[0]["attempts"] == 1 and tasks[0]["state"] == "COMPLETED"
+    assert [(tasks[i]["attempts"], tasks[i]["array_job_id"], tasks[i]["task"]) for i in (1, 2, 3)] == [
+        (2, job, 1), (2, job, 2), (2, job, 3)]
+    assert [tasks[i]["params"]["mode"] for i in (1, 2, 3)] == ["raise", "sleep", "hang"]
+    table = run_cli(["status", "--once", "--launch", launch], state=state).stdout
+    assert f"{job}_1" in table and "1 (try 2)" in table
+    again = json.loads(run_cli(["retry", launch, "--dry-run", "--json"], state=state).stdout)
+    assert again["attempt"] == 3 and again["runs"] == 3  # still not completed: retried from the latest attempt
+
+
+def test_retry_of_a_launch_that_completed_says_there_is_nothing_to_retry(sandbox, tmp_path: Path) -> None:
+    out = run_cli(["launch", "day2_ok", "--cluster", sandbox.profile, "--nodes", "2", "--json"], state=tmp_path)
+    assert out.returncode == 0, out.stderr
+    launch = json.loads(out.stdout)["launch"]
+    waited = run_cli(["status", "--wait", "--launch", launch], state=tmp_path, timeout=600)
+    assert waited.returncode == 0, waited.stderr
+    nothing = run_cli(["retry", launch, "--yes"], state=tmp_path)
+    assert nothing.returncode == 0 and f"nothing to retry: every run of launch {launch}" in nothing.stderr
