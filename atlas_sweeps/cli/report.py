@@ -28,6 +28,7 @@ def report(*, launch_id: str | None, since: str, as_json: bool, markdown: bool, 
     atlas-sweeps report --since 7d --json
     """
     from atlas_sweeps import console
+    from atlas_sweeps.backends import backend_of
     from atlas_sweeps.cli.ls import poll_launches
     from atlas_sweeps.cli.status import select_launches
     from atlas_sweeps.errors import UsageError
@@ -44,7 +45,8 @@ def report(*, launch_id: str | None, since: str, as_json: bool, markdown: bool, 
         cutoff = time.time() - parse_since(since)
         launches = [rec for rec in db.launches(limit=1000) if rec.created >= cutoff]
     statuses = poll_launches(db, launches, accept_new_host_key=accept_new_host_key) if refresh and launches else {}
-    reports = [build_report(statuses.get(rec.id) or stored_status(db, rec)) for rec in launches]
+    reports = [build_report(statuses.get(rec.id) or stored_status(db, rec), retryable=backend_of(rec).expands_runs)
+               for rec in launches]
     if as_json:
         click.echo(json.dumps({"launches": [report_document(r) for r in reports]}, indent=2))
     elif not reports:

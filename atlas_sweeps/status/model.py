@@ -28,6 +28,7 @@ class TaskRow:
     label: str = ""
     diagnosis: Diagnosis | None = None
     attempts: int = 1
+    spent: int = 0  # seconds its attempts ran, all of them (the GPU-hours a report counts)
 
     @property
     def category(self) -> str:
@@ -139,7 +140,8 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                 before = rows.pop(run, None)
                 rows[run] = TaskRow(state=state, run=run, log_line=log_lines.get(key, ""), params=params,
                                     label=params_label(params, keys) if params else "", diagnosis=why.get(key),
-                                    attempts=before.attempts + 1 if before else 1)
+                                    attempts=before.attempts + 1 if before else 1,
+                                    spent=(before.spent if before else 0) + (state.elapsed or 0))
         out.append(SweepStatus(name=sweep.name, tags=sweep.tags, sweep_id=sweep.sweep_id, url=sweep.url,
                                runs=sweep.runs, tasks=tuple(sorted(rows.values(), key=lambda r: r.run)),
                                wandb_runs=(wandb or {}).get(sweep.sweep_id or "")))

@@ -88,8 +88,9 @@ def gpus_per_job(status: LaunchStatus) -> float:
 
 
 def _gpu_hours(tasks: Iterable[TaskRow], gpus: float) -> float:
-    """Elapsed time of the tasks as recorded (sacct's where accounting exists, else squeue's) x GPUs per job."""
-    return sum(t.state.elapsed or 0 for t in tasks) * gpus / 3600
+    """Elapsed time of the runs' attempts as recorded (sacct's where accounting exists, else squeue's) x GPUs
+    per job."""
+    return sum(t.spent for t in tasks) * gpus / 3600
 
 
 def _failures(sweep: SweepStatus) -> tuple[FailureGroup, ...]:
@@ -106,8 +107,9 @@ def _failures(sweep: SweepStatus) -> tuple[FailureGroup, ...]:
                  for c, runs in sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
-def build_report(status: LaunchStatus) -> LaunchReport:
-    """The report of one launch as its statuses stand."""
+def build_report(status: LaunchStatus, *, retryable: bool = False) -> LaunchReport:
+    """The report of one launch as its statuses stand; ``retryable`` when its backend can resubmit single
+    runs (``atlas-sweeps retry``)."""
     rec = status.launch
     gpus = gpus_per_job(status)
     sweeps = tuple(SweepReport(name=s.name, tags=s.tags, counts=s.counts, failures=_failures(s),
@@ -116,15 +118,18 @@ def build_report(status: LaunchStatus) -> LaunchReport:
     return LaunchReport(id=rec.id, created=rec.created, config=config, cluster=rec.cluster, note=rec.note,
                         counts=status.counts, sweeps=sweeps, gpus_per_job=gpus,
                         gpu_hours=sum(s.gpu_hours for s in sweeps), estimate=rec.total_hours,
-                        commands=next_commands(rec.id, sweeps, counts=status.counts))
+                        commands=next_commands(rec.id, sweeps, counts=status.counts, retryable=retryable))
 
 
-def next_commands(launch_id: str, sweeps: Iterable[SweepReport], *, counts: Mapping[str, int]) -> tuple[str, ...]:
-    """What to type next: watch what still runs, read a failed run's error log, delete the W&B runs of a
-    sweep that failed (to start it over)."""
+def next_commands(launch_id: str, sweeps: Iterable[SweepReport], *, counts: Mapping[str, int],
+                  retryable: bool = False) -> tuple[str, ...]:
+    """What to type next: watch what still runs, resubmit what failed, read a failed run's error log, delete
+    the W&B runs of a sweep that failed (to start it over)."""
     out = []
     if counts.get(RUNNING) or counts.get(PENDING):
         out.append(f"atlas-sweeps status --launch {shlex.quote(launch_id)}")
+    if retryable and counts.get(FAILED):
+        out.append(f"atlas-sweeps retry {shlex.quote(launch_id)} --dry-run")
     for sweep in sweeps:
         if not sweep.failures:
             continue

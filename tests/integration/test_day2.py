@@ -114,6 +114,7 @@ def test_report_groups_failures_by_cause_with_gpu_hours_and_next_commands(failed
     assert failures["error"][0]["error"] == "ValueError: lr too large for this run: 0.1"
     assert doc["gpu_hours"] > 0 and doc["estimate_gpu_hours"] == 4.0  # the sandbox profile asks for no GPUs
     assert any(c.endswith(" --err") for c in doc["commands"])
+    assert f"atlas-sweeps retry {failed['launch']} --dry-run" in doc["commands"]
     md = run_cli(["report", "--since", "1h", "--markdown"], state=failed["state"])
     assert md.returncode == 0, md.stderr
     assert f"## Launch {failed['launch']}: day2\\_fail.yml on" in md.stdout and "**time limit** (1)" in md.stdout

@@ -51,12 +51,12 @@ def _status(*, gpus: object = 2, tags: tuple[str, ...] = ("iso", "it's")):
 
 
 def test_failures_are_grouped_by_cause_with_their_parameters_and_gpu_hours_counted() -> None:
-    report = build_report(_status())
+    report = build_report(_status(), retryable=True)
     sweep = report.sweeps[0]
     assert [(g.cause, [r.run for r in g.runs]) for g in sweep.failures] == [("oom", [2]), ("error", [1, 3])]
     assert sweep.failures[1].runs[0].params == {"bs": 128, "seed": 1} and sweep.failures[1].runs[0].label == "bs=128"
     assert report.gpus_per_job == 2 and report.gpu_hours == pytest.approx(4.0) and report.estimate == 8.0
-    assert report.commands == ("atlas-sweeps tail 12_2 --err", "atlas-sweeps clean --tag iso",
+    assert report.commands == ("atlas-sweeps retry k3x9q2 --dry-run", "atlas-sweeps tail 12_2 --err", "atlas-sweeps clean --tag iso",
                                "atlas-sweeps clean --tag 'it'\"'\"'s'")
     doc = report_document(report)
     assert doc["sweeps"][0]["failures"][1]["runs"][1] == {"job": "12_3", "run": 3, "params": {"bs": 256, "seed": 1},

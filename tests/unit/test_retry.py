@@ -34,7 +34,7 @@ def _status(jobs: list[JobRecord], states: dict[tuple[str, int], str], *, snapsh
                        total_runs=6, total_hours=6.0)
     sweep = SweepRecord(launch_id="k3", name="s", tags=("t",), runs=6, jobs=2, config={}, log_dir="/l",
                         run_params=tuple({"lr": i} for i in range(6)))
-    merged = {k: TaskState(k[0], k[1], v, source="sacct") for k, v in states.items()}
+    merged = {k: TaskState(k[0], k[1], v, elapsed=60, source="sacct") for k, v in states.items()}
     return build_launch_status(rec, [sweep], jobs, states=merged, log_lines={}, polled=time.time(), accounting=True)
 
 
@@ -63,6 +63,7 @@ def test_status_shows_a_runs_latest_attempt_and_the_next_round_starts_from_it() 
     assert [(r.state.job_id, r.attempts, r.state.state) for r in rows.values()] == [
         ("10", 1, "COMPLETED"), ("20", 2, "COMPLETED"), ("20", 2, "FAILED")]
     assert status.counts["done"] == 2 and status.counts["failed"] == 1 and status.counts["total"] == 3
+    assert [r.spent for r in rows.values()] == [60, 120, 120]  # every attempt's time counts (report's GPU-hours)
     plan = plan_retry(status, jobs=jobs)
     assert plan.attempt == 3 and [r.run for a in plan.arrays for r in a.runs] == [2]
     assert plan.arrays[0].submission.chunk.array_spec == "2"
