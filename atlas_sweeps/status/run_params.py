@@ -10,11 +10,14 @@ from typing import Any
 
 def varying_keys(runs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """The parameter names whose values differ between ``runs`` (or that some runs lack), in first-seen order."""
+    if not runs:
+        return ()
     keys: dict[str, None] = {}
     for run in runs:
         keys.update(dict.fromkeys(run))
     missing = object()
-    return tuple(k for k in keys if len({_text(run.get(k, missing)) for run in runs}) > 1)
+    first = runs[0]
+    return tuple(k for k in keys if any(run.get(k, missing) != first.get(k, missing) for run in runs))
 
 
 def params_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
@@ -25,6 +28,8 @@ def params_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if type(value) in (int, float):  # most values, thousands a refresh: str is json's text for them, cheaper
+        return str(value)
     try:
         return json.dumps(value, sort_keys=True)
     except TypeError:
