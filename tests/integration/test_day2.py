@@ -157,7 +157,7 @@ def test_retry_resubmits_exactly_the_runs_that_did_not_complete_as_a_new_attempt
     assert again["attempt"] == 3 and again["runs"] == 3  # still not completed: retried from the latest attempt
 
 
-def test_retry_of_a_launch_that_completed_says_there_is_nothing_to_retry(sandbox, tmp_path: Path) -> None:
+def test_a_completed_launch_has_nothing_to_retry_and_skip_done_leaves_its_runs_out(sandbox, tmp_path: Path) -> None:
     out = run_cli(["launch", "day2_ok", "--cluster", sandbox.profile, "--nodes", "2", "--json"], state=tmp_path)
     assert out.returncode == 0, out.stderr
     launch = json.loads(out.stdout)["launch"]
@@ -165,3 +165,13 @@ def test_retry_of_a_launch_that_completed_says_there_is_nothing_to_retry(sandbox
     assert waited.returncode == 0, waited.stderr
     nothing = run_cli(["retry", launch, "--yes"], state=tmp_path)
     assert nothing.returncode == 0 and f"nothing to retry: every run of launch {launch}" in nothing.stderr
+    # The same runs under the same tags and project: --skip-done leaves them out.
+    again = run_cli(["launch", "day2_ok", "--cluster", sandbox.profile, "--skip-done"], state=tmp_path)
+    assert again.returncode == 0 and "nothing to launch: every run of day2_ok completed already" in again.stderr
+    more = run_cli(["launch", "day2_ok_more", "--cluster", sandbox.profile, "--skip-done", "--json"], state=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert "--skip-done leaves out 2 completed run(s)" in more.stderr
+    new = json.loads(more.stdout)["launch"]
+    waited = run_cli(["status", "--wait", "--json", "--launch", new], state=tmp_path, timeout=600)
+    assert waited.returncode == 0, waited.stderr
+    assert [t["params"] for t in tasks_by_run(json.loads(waited.stdout)).values()] == [{"lr": 0.3, "mode": "ok"}]
