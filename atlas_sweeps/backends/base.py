@@ -60,8 +60,10 @@ class SweepBackend(Protocol):
     def required_command(self, *, interpreter: str) -> str:
         """The command the cluster must have after the profile's set-up lines for the jobs to start."""
 
-    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
-        """Create the sweep (or, on resume, nothing: callers pass recorded ids back instead)."""
+    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str,
+               note: str = "") -> CreatedSweep:
+        """Create the sweep (or, on resume, nothing: callers pass recorded ids back instead); ``note`` is the
+        launch's hypothesis, for a backend that can show it with the sweep."""
 
     def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
             wrap: str | None) -> JobCommand:

@@ -51,7 +51,8 @@ class LocalBackend:
     def stop(self, sweep_id: str) -> str | None:
         return None  # nothing runs outside Slurm: cancelling the arrays is all
 
-    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
+    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str,
+               note: str = "") -> CreatedSweep:
         return CreatedSweep(sweep_id=f"{launch_id}/{sweep.name}")
 
     def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,

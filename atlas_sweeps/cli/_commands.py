@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("atlas_sweeps.cli.tail", "Follow one job's log (JOB is 123 or 123_4) until it ends."),
     "cancel": ("atlas_sweeps.cli.cancel", "Cancel a launch, a sweep or a job (scancel; stops W&B sweeps)."),
     "ls": ("atlas_sweeps.cli.ls", "List launches with their sweeps and job counts per state."),
+    "retry": ("atlas_sweeps.cli.retry", "Resubmit the runs of a launch that did not complete (local backend)."),
+    "report": ("atlas_sweeps.cli.report", "What launches did: counts, failures by cause, GPU-hours, next commands."),
     "clean": ("atlas_sweeps.cli.clean", "Delete the W&B runs that carry a tag, after listing them."),
     "sync": ("atlas_sweeps.cli.sync", "Upload the offline runs of local-backend launches with wandb sync."),
     "cluster": ("atlas_sweeps.cli.cluster", "Add a cluster by probing it (one login); list and show profiles."),

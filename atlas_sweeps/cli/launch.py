@@ -13,7 +13,7 @@ from atlas_sweeps.cli._session import remote_factory
 from atlas_sweeps.errors import UsageError
 
 if TYPE_CHECKING:
-    from atlas_sweeps.launch.launcher import Launcher, LaunchResult
+    from atlas_sweeps.launch.launcher import Launcher, LaunchResult, Prepared
 
 
 @click.command()
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 @click.option("--time", "time_limit", metavar="D-HH:MM:SS", help="Override the profile's job time limit.")
 @click.option("--gpus", type=click.IntRange(min=0), help="Override the profile's GPUs per job.")
 @click.option("--template", type=click.Path(dir_okay=False), help="sbatch template to use instead of the profile's.")
+@click.option("-m", "--note", metavar="TEXT", default="",
+              help="The hypothesis this launch tests: recorded, shown by ls and status, W&B's sweep description.")
+@click.option("--skip-done", is_flag=True,
+              help="Leave out the runs that already completed under the same tags and project (as status last "
+                   "recorded them; local backend).")
 @click.option("--dry-run", is_flag=True, help="Show the sweeps, scripts and sbatch calls; contact nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--resume", metavar="LAUNCH", help="Finish a launch that was cut short; submits nothing twice.")
@@ -45,13 +50,14 @@ if TYPE_CHECKING:
 def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
            count: int | None, tags_param: str | None, project: str | None, entity: str | None,
            partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
-           dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
+           note: str, skip_done: bool, dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
            accept_new_host_key: bool) -> int:
     """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
     the cluster and submit the jobs, recording everything locally.
 
     \b
     atlas-sweeps launch composite_grid.yml --nodes 8 --cluster mycluster
+    atlas-sweeps launch composite_grid -m "warmup fixes the lr=3e-4 divergence"
     atlas-sweeps launch composite_grid --dry-run
     atlas-sweeps launch --resume k3x9q2
     """
@@ -60,8 +66,8 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
 
     cwd = Path.cwd()
     if resume:
-        if config or dry_run:
-            raise UsageError("--resume takes no sweep file and no --dry-run",
+        if config or dry_run or note or skip_done:
+            raise UsageError("--resume takes no sweep file, no --note, no --skip-done and no --dry-run",
                              hint="the recorded file and options are reused")
         return _run(lambda launcher: launcher.resume(resume, cwd=cwd, force_resubmit_unknown=force_resubmit_unknown),
                     accept_new_host_key=accept_new_host_key, as_json=as_json)
@@ -73,8 +79,13 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
     overrides = {"slurm_partition": partition, "slurm_time": time_limit, "slurm_gpus": gpus, "template": template}
     options = LaunchOptions(config=config, cluster=cluster, nodes=nodes, backend=backend, test_time=test_time,
                             count=count, tags_param=tags_param, project=project, entity=entity,
-                            overrides={k: v for k, v in overrides.items() if v is not None})
+                            overrides={k: v for k, v in overrides.items() if v is not None}, note=note.strip())
     prepared = prepare(options, cwd=cwd, dry_run=dry_run)
+    if skip_done:
+        prepared = _skip_done(prepared, cwd=cwd, dry_run=dry_run)
+        if not prepared.plan.sweeps:
+            console.err().print(f"nothing to launch: every run of {config} completed already (--skip-done)")
+            return 0
     if prepared.backend_notice and not as_json:
         console.err().print(f"[yellow]note:[/] {prepared.backend_notice}")
     if prepared.profile.project_note:  # a cloned repository's options: always said, even with --json
@@ -94,6 +105,29 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
             print_dry_run(console.out(), prepared, shown.sweeps, root=shown.root)
         return 0
     return _run(lambda launcher: launcher.launch(prepared), accept_new_host_key=accept_new_host_key, as_json=as_json)
+
+
+def _skip_done(prepared: Prepared, *, cwd: Path, dry_run: bool) -> Prepared:
+    """``prepared`` again without the runs that completed under the same tags and project."""
+    from dataclasses import replace
+
+    from atlas_sweeps import console
+    from atlas_sweeps.backends import make_backend
+    from atlas_sweeps.launch.done_runs import completed_runs, earlier_launches, skip_map
+    from atlas_sweeps.launch.launcher import prepare
+    from atlas_sweeps.state.store import StateDB
+    from atlas_sweeps.status.stored import stored_status
+
+    if not make_backend(prepared.backend, dry_run=True).expands_runs:
+        raise UsageError(f"--skip-done needs runs expanded at launch; the {prepared.backend} backend's agents pick "
+                         "theirs", hint="use --backend local, or leave --skip-done out")
+    db = StateDB.open_default()
+    done = completed_runs(stored_status(db, rec) for rec in earlier_launches(db, project=prepared.project))
+    skip = skip_map(prepared.plan, done)
+    if skip:
+        console.err().print(f"[yellow]note:[/] --skip-done leaves out {sum(map(len, skip.values()))} completed "
+                            "run(s)", highlight=False)
+    return prepare(replace(prepared.options, skip=skip), cwd=cwd, dry_run=dry_run) if skip else prepared
 
 
 def _run(action: Callable[[Launcher], LaunchResult], *, accept_new_host_key: bool, as_json: bool) -> int:

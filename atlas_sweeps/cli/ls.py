@@ -9,7 +9,24 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from atlas_sweeps.state.store import LaunchRecord
+    from atlas_sweeps.state.store import LaunchRecord, StateDB
+    from atlas_sweeps.status.model import LaunchStatus
+
+
+def poll_launches(db: StateDB, launches: list[LaunchRecord], *, accept_new_host_key: bool) -> dict[str, LaunchStatus]:
+    """One poll of ``launches`` (one call per cluster), by launch id; a failed poll is said on stderr and
+    its launches keep their stored states."""
+    from atlas_sweeps import console
+    from atlas_sweeps.cli.status import open_poller
+
+    poller, _ = open_poller(db, launches, accept_new_host_key=accept_new_host_key)
+    try:
+        snapshot = poller.poll(launches)
+    finally:
+        poller.close()
+    if snapshot.error:
+        console.err().print(f"[red]refresh failed:[/] {snapshot.error} (showing stored states)")
+    return {s.launch.id: s for s in snapshot.launches}
 
 
 @click.command(name="ls")
@@ -36,18 +53,7 @@ def ls(limit: int, as_json: bool, refresh: bool, accept_new_host_key: bool) -> i
         else:
             console.err().print(no_launches_message(db), soft_wrap=True)
         return 0
-    statuses = {}
-    if refresh:
-        from atlas_sweeps.cli.status import open_poller
-
-        poller, _ = open_poller(db, launches, accept_new_host_key=accept_new_host_key)
-        try:
-            snapshot = poller.poll(launches)
-        finally:
-            poller.close()
-        statuses = {s.launch.id: s for s in snapshot.launches}
-        if snapshot.error:
-            console.err().print(f"[red]refresh failed:[/] {snapshot.error} (showing stored states)")
+    statuses = poll_launches(db, launches, accept_new_host_key=accept_new_host_key) if refresh else {}
 
     def progress(rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:
         if refresh:  # the poll asked W&B already

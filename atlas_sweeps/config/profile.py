@@ -65,12 +65,13 @@ class SlurmOptions:
 
     @property
     def gpus_per_job(self) -> int:
-        """GPUs one job asks for (1 when none: the estimate is then in job hours)."""
-        if self.gpus:
-            return int(self.gpus)
-        if self.gres and self.gres.startswith("gpu"):
+        """GPUs one job asks for: ``gpus = 0`` is none (the estimate is 0 GPU-hours); 1 when the profile says
+        nothing of GPUs (the estimate is then in job hours)."""
+        if self.gres and self.gres.startswith("gpu"):  # the directive sbatch gets wins, as in directives()
             tail = self.gres.rsplit(":", 1)[-1]
             return int(tail) if tail.isdigit() else 1
+        if self.gpus is not None:
+            return int(self.gpus)
         return 1
 
 

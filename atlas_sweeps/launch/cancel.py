@@ -32,7 +32,7 @@ class CancelPlan:
 
 def _targets(jobs: Iterable[JobRecord], tasks: Iterable[int] | None = None) -> tuple[tuple[str, int], ...]:
     """Every (array job id, task) of ``jobs``, or only ``tasks`` of the one job."""
-    return tuple((j.job_id, t) for j in jobs for t in (range(j.task_count) if tasks is None else tasks))
+    return tuple((j.job_id, t) for j in jobs for t in (j.tasks if tasks is None else tasks))
 
 
 def _unfinished(db: StateDB, launch_id: str, targets: tuple[tuple[str, int], ...]) -> int:
@@ -78,8 +78,9 @@ def plan_cancel(db: StateDB, target: str) -> CancelPlan:
                              hint="cancel only touches jobs atlas-sweeps submitted; use scancel for others")
         launch = db.launch(job.launch_id)
         assert launch is not None  # a job's launch outlives it (delete_launch removes both)
-        if parsed.spans is not None and (parsed.max_task is None or parsed.max_task >= job.task_count):
-            raise UsageError(f"job {parsed.job_id} has tasks 0..{job.task_count - 1}", hint="see 'atlas-sweeps status'")
+        if parsed.spans is not None and (parsed.max_task is None or parsed.max_task > job.tasks[-1]):
+            raise UsageError(f"job {parsed.job_id} has tasks {job.tasks[0]}..{job.tasks[-1]}",
+                             hint="see 'atlas-sweeps status'")
         tasks = parsed.tasks  # bounded by the job's own task count now
         ids = (job.job_id,) if tasks is None else tuple(f"{job.job_id}_{t}" for t in tasks)
         targets = _targets([job], tasks)

@@ -29,7 +29,7 @@ from atlas_sweeps.config.templates import Template, load_template
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
 from atlas_sweeps.launch.jobs import PreparedSweep, prepare_sweep
 from atlas_sweeps.launch.layout import LaunchLayout, guessed_home, resolve_root
-from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan
+from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan, without_runs
 from atlas_sweeps.launch.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.launch.resume import ChunkKey, adopt_submitted, lookup_lines
 from atlas_sweeps.launch.submit import parse_submit_line, submit_script
@@ -61,6 +61,8 @@ class LaunchOptions:
     project: str | None = None
     entity: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # the hypothesis the launch tests: recorded, shown by ls and status, W&B's description
+    skip: dict[str, list[str]] = field(default_factory=dict)  # --skip-done: sweep -> run keys left out
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
                       nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter)
+    plan = without_runs(plan, options.skip)
     return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
                     template=template, backend=backend, backend_notice=notice, project=str(project),
                     entity=entity, plan=plan, code_dir=cwd)
@@ -238,17 +241,19 @@ class Launcher:
             id=launch_id, created=time.time(), config_path=str(prepared.composite.path),
             config_text=prepared.config_text, cluster=prepared.profile.name, backend=prepared.backend,
             nodes=opts.nodes, remote_dir=prepared.profile.remote_dir, snapshot="", status=RECORDED,
-            total_runs=prepared.plan.total_runs, total_hours=prepared.plan.total_hours,
+            total_runs=prepared.plan.total_runs, total_hours=prepared.plan.total_hours, note=opts.note,
             git_commit=git.commit, git_branch=git.branch, git_dirty=git.dirty,
             options={"cluster": prepared.profile.name, "nodes": opts.nodes, "backend": prepared.backend,
                      "test_time": opts.test_time, "count": opts.count, "tags_param": opts.tags_param,
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
-                     "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name},
+                     "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
+                     "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip},
         )
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:
             self.db.add_sweep(SweepRecord(launch_id=launch_id, name=s.name, tags=s.spec.tags, runs=s.runs,
-                                          jobs=s.jobs, config=s.spec.config, log_dir=""))
+                                          jobs=s.jobs, config=s.spec.config, log_dir="",
+                                          run_params=s.run_params))
         return record
 
     def _run(self, prepared: Prepared, record: LaunchRecord, backend: SweepBackend, *, resuming: bool,
@@ -356,7 +361,8 @@ class Launcher:
                 created[sweep.name] = CreatedSweep(sweep_id=rec.sweep_id, url=rec.url)
                 continue
             self.on_step(f"creating sweep {sweep.name}")
-            made = backend.create(sweep, launch_id=launch_id, entity=prepared.entity, project=prepared.project)
+            made = backend.create(sweep, launch_id=launch_id, entity=prepared.entity, project=prepared.project,
+                                  note=prepared.options.note)
             self.db.set_sweep_id(launch_id, sweep.name, sweep_id=made.sweep_id, url=made.url,
                                  log_dir=layout.log_dir(sweep.name))
             created[sweep.name] = made
@@ -440,7 +446,8 @@ def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
         options = LaunchOptions(config=str(path), cluster=opts["cluster"], nodes=opts["nodes"],
                                 backend=opts["backend"], test_time=opts["test_time"], count=opts["count"],
                                 tags_param=opts["tags_param"], project=opts["project"], entity=opts["entity"],
-                                overrides=opts.get("overrides") or {})
+                                overrides=opts.get("overrides") or {}, note=record.note,
+                                skip=opts.get("skip") or {})
         code_dir = Path(opts.get("code_dir") or cwd)
         prepared = prepare(options, cwd=code_dir)
     return replace(prepared, composite=replace(prepared.composite, path=Path(record.config_path)))

@@ -3,7 +3,9 @@ embedded ``local`` backend the exact argument list of every run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,30 @@ def build_plan(composite: CompositeFile, *, backend: str, expand: bool, nodes: i
                                     run_argv=argv, run_params=expanded))
     return Plan(config_path=composite.path, backend=backend, nodes=nodes, test_time=test_time,
                 gpus_per_job=gpus_per_job, sweeps=tuple(planned))
+
+
+def run_key(params: Mapping[str, Any]) -> str:
+    """A run's parameters as one comparable text (what ``--skip-done`` matches earlier runs by)."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def without_runs(plan: Plan, skip: Mapping[str, Collection[str]]) -> Plan:
+    """``plan`` less the runs whose ``run_key`` ``skip`` lists for their sweep (by name): counts, jobs and
+    hours follow; a sweep left with no run is dropped (pure)."""
+    if not skip:
+        return plan
+    sweeps = []
+    for s in plan.sweeps:
+        drop = skip.get(s.name) or ()
+        if not drop:
+            sweeps.append(s)
+            continue
+        kept = [(argv, params) for argv, params in zip(s.run_argv, s.run_params, strict=True)
+                if run_key(params) not in drop]
+        if not kept:
+            continue
+        runs = len(kept)
+        sweeps.append(replace(s, runs=runs, jobs=min(s.spec.num_nodes or plan.nodes, runs),
+                              hours=runs * plan.test_time * plan.gpus_per_job,
+                              run_argv=tuple(a for a, _ in kept), run_params=tuple(p for _, p in kept)))
+    return replace(plan, sweeps=tuple(sweeps))

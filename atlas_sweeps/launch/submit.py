@@ -9,12 +9,13 @@ import base64
 import io
 import shlex
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from atlas_sweeps.launch.jobs import PreparedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_line
 from atlas_sweeps.remote.snapshot import freeze_command
-from atlas_sweeps.slurm.sbatch import parse_sbatch_parsable
+from atlas_sweeps.slurm.sbatch import Submission, parse_sbatch_parsable
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,9 @@ def submit_script(sweeps: list[PreparedSweep], *, root: str, skip: frozenset[str
         dirs.add(sweep.log_dir)
     payload = base64.encodebytes(_tarball(files, root=root)).decode()
     lines = [
-        EMIT_FUNCTION,
-        "set -u",
+        *_PREAMBLE,
         "umask 022",
         f"root={shlex.quote(root)}",
-        # each step's own error output is the cause a user needs ("No space left on device"), not an exit code
-        'fail() { emit fatal "$1: $(printf \'%s\' "$2" | tail -n 3)"; exit 1; }',
         'err=$(mkdir -p "$root" 2>&1) || fail "could not create $root" "$err"',
     ]
     if freeze is not None:
@@ -72,6 +70,19 @@ def submit_script(sweeps: list[PreparedSweep], *, root: str, skip: frozenset[str
         "ATLAS_PAYLOAD",
         ') || fail "could not unpack the job files into $root" "$err"',
         "err=$(mkdir -p " + " ".join(shlex.quote(d) for d in sorted(dirs)) + ' 2>&1) || fail "could not create the log directories" "$err"',
+        *_sbatch_calls(sub for sweep in sweeps for sub in sweep.submissions if sub.key not in skip),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# Each step's own error output is the cause a user needs ("No space left on device"), not an exit code.
+_PREAMBLE = (EMIT_FUNCTION, "set -u", 'fail() { emit fatal "$1: $(printf \'%s\' "$2" | tail -n 3)"; exit 1; }')
+
+
+def _sbatch_calls(submissions: Iterable[Submission]) -> list[str]:
+    """Bash calling ``sbatch`` for each submission in turn, reporting each job id (``submitted:<key>``) or
+    sbatch's error, after which it stops; then ``done``."""
+    lines = [
         'errf=$(mktemp 2>&1) || fail "could not create a temporary file" "$errf"',
         "submit() {",
         '  local key=$1; shift',
@@ -79,12 +90,13 @@ def submit_script(sweeps: list[PreparedSweep], *, root: str, skip: frozenset[str
         '  else rc=$?; emit "failed:$key" "$(cat "$errf") (sbatch exit $rc)"; rm -f "$errf"; exit 3; fi',
         "}",
     ]
-    for sweep in sweeps:
-        for sub in sweep.submissions:
-            if sub.key not in skip:
-                lines.append(f"submit {shlex.quote(base64.b32encode(sub.key.encode()).decode())} {sub.command()}")
-    lines += ['rm -f "$errf"', "emit done ok"]
-    return "\n".join(lines) + "\n"
+    lines += [f"submit {shlex.quote(base64.b32encode(sub.key.encode()).decode())} {sub.command()}" for sub in submissions]
+    return [*lines, 'rm -f "$errf"', "emit done ok"]
+
+
+def sbatch_script(submissions: Iterable[Submission]) -> str:
+    """The remote script of submissions whose scripts and files exist already (a retry round's arrays)."""
+    return "\n".join([*_PREAMBLE, *_sbatch_calls(submissions)]) + "\n"
 
 
 def parse_submit_line(line: str) -> SubmitEvent | None:

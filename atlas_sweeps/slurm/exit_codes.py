@@ -30,10 +30,11 @@ def parse_exit_code(text: str, *, wait_status: bool = False) -> int | None:
 def consistent_exit_code(state: str, code: int | None) -> int | None:
     """The exit code shown with a final ``state``, so that the two never contradict. slurmctld records
     COMPLETED only for a batch script that exited 0 without a signal (``_job_complete`` in job_mgr.c), so a
-    COMPLETED record with another code carries a code that is not its task's: 0. FAILED with 0: unknown."""
+    COMPLETED record with another code carries a code that is not its task's: 0. Any other final state with 0
+    (FAILED, a TIMEOUT whose script's EXIT trap saw 0 as Slurm killed it, a CANCELLED pending task): unknown."""
     if state == "COMPLETED":
         return 0
-    if state == "FAILED" and code == 0:
+    if code == 0:
         return None
     return code
 

@@ -11,10 +11,10 @@ from atlas_sweeps.slurm.states import is_terminal
 from atlas_sweeps.slurm.task import CANCEL_SOURCE, EXIT_FILE_SOURCE, LAST_SEEN_SOURCE, NO_SOURCE, TaskState
 
 
-def merge_tasks(*, arrays: Mapping[str, int], squeue: Iterable[TaskState], sacct: Iterable[TaskState],
+def merge_tasks(*, arrays: Mapping[str, int | Iterable[int]], squeue: Iterable[TaskState], sacct: Iterable[TaskState],
                 last_seen: Iterable[TaskState], exit_codes: Mapping[tuple[str, int], int] | None = None,
                 accounting: bool | None = None, queried: Iterable[str] = ()) -> dict[tuple[str, int], TaskState]:
-    """One state per task of ``arrays`` (array job id → task count): squeue first (it is live), then sacct
+    """One state per task of ``arrays`` (array job id → task count, or its task ids): squeue first (it is live), then sacct
     for tasks that left squeue, then the exit code the task's script wrote, then the last state seen, else
     UNKNOWN. A final state's exit code comes from the task's exit-code file, else its own sacct record, else
     squeue. A cancel recorded by ``cancel`` beats a sacct state that is not final (a stale pending-remainder
@@ -26,8 +26,8 @@ def merge_tasks(*, arrays: Mapping[str, int], squeue: Iterable[TaskState], sacct
     codes = exit_codes or {}
     asked = set(queried)
     out: dict[tuple[str, int], TaskState] = {}
-    for job_id, count in arrays.items():
-        for task in range(count):
+    for job_id, tasks in arrays.items():
+        for task in range(tasks) if isinstance(tasks, int) else tasks:
             key = (job_id, task)
             state = live.get(key)
             if state is None:

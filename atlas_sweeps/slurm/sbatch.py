@@ -30,6 +30,18 @@ class ArrayChunk:
 
 
 @dataclass(frozen=True)
+class SparseChunk(ArrayChunk):
+    """A chunk's array of only some task ids (a retry round: the runs that did not complete)."""
+
+    ids: tuple[int, ...] = ()
+
+    @property
+    def array_spec(self) -> str:
+        spec = ",".join(str(i) for i in self.ids)
+        return f"{spec}%{self.throttle}" if self.throttle < len(self.ids) else spec
+
+
+@dataclass(frozen=True)
 class Submission:
     """One ``sbatch`` call: the job array of one chunk of one sweep."""
 

@@ -55,6 +55,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE launches ADD COLUMN submit_started REAL",
         "UPDATE launches SET submit_started = created WHERE status IN ('submitting', 'partial')",
     ),
+    (
+        # each run's parameters where the plan knows them (local backend: a JSON list, by run index), and why
+        # a task that did not complete ended: its cause, once final, so its log is never read again
+        "ALTER TABLE sweeps ADD COLUMN run_params TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE task_states ADD COLUMN cause TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE task_states ADD COLUMN error TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        # the hypothesis the launch tests (launch --note): ls, status and report show it
+        "ALTER TABLE launches ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        # retry rounds: a chunk's array of attempt N > 1 holds only the array task ids (= the runs, less the
+        # chunk's offset) that had not completed; SQLite cannot change a primary key, so the table is rebuilt
+        """CREATE TABLE jobs_v5 (
+            launch_id TEXT NOT NULL REFERENCES launches(id), sweep_name TEXT NOT NULL, chunk INTEGER NOT NULL,
+            job_id TEXT NOT NULL, job_name TEXT NOT NULL, array_spec TEXT NOT NULL, task_offset INTEGER NOT NULL,
+            task_count INTEGER NOT NULL, output TEXT NOT NULL, error TEXT NOT NULL, script TEXT NOT NULL,
+            submitted REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, task_ids TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (launch_id, sweep_name, chunk, attempt))""",
+        "INSERT INTO jobs_v5 (launch_id, sweep_name, chunk, job_id, job_name, array_spec, task_offset, task_count, output, error, script, submitted) SELECT launch_id, sweep_name, chunk, job_id, job_name, array_spec, task_offset, task_count, output, error, script, submitted FROM jobs ORDER BY rowid",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v5 RENAME TO jobs",
+        "CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id)",
+    ),
 )
 
 
@@ -89,6 +114,7 @@ class LaunchRecord:
     options: dict[str, Any] = field(default_factory=dict)
     max_array_size: int | None = None  # fixed before the first sbatch: the chunking of every sweep
     submit_started: float | None = None  # when submitting last began (None: never)
+    note: str = ""  # what the launch is meant to find out (launch --note)
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,7 @@ class SweepRecord:
     log_dir: str
     sweep_id: str | None = None
     url: str | None = None
+    run_params: tuple[dict[str, Any], ...] = ()  # by run index; empty when the backend picks them (W&B)
 
 
 @dataclass(frozen=True)
@@ -122,11 +149,18 @@ class JobRecord:
     error: str
     script: str
     submitted: float
+    attempt: int = 1  # 1: the launch's own array; N > 1: retry round N - 1
+    task_ids: tuple[int, ...] = ()  # a retry's array task ids; empty: 0 .. task_count - 1
+
+    @property
+    def tasks(self) -> tuple[int, ...]:
+        """The array's task ids."""
+        return self.task_ids or tuple(range(self.task_count))
 
 
 def _row(cls: type, row: sqlite3.Row) -> Any:
     values = dict(row)
-    for name in ("tags",):
+    for name in ("tags", "run_params", "task_ids"):
         if name in values:
             values[name] = tuple(json.loads(values[name]))
     for name in ("config", "options"):
@@ -263,6 +297,7 @@ class StateDB:
         values = asdict(rec)
         values["tags"] = json.dumps(list(rec.tags))
         values["config"] = json.dumps(rec.config)
+        values["run_params"] = json.dumps(list(rec.run_params))
         cols = ", ".join(values)
         with self._tx() as db:
             db.execute(f"INSERT OR REPLACE INTO sweeps ({cols}) VALUES ({', '.join('?' * len(values))})",
@@ -281,17 +316,18 @@ class StateDB:
                 db.execute(f"DELETE FROM {table} WHERE {col} = ?", (launch_id,))
 
     def add_job(self, rec: JobRecord) -> None:
-        """Record a submitted array; a second array for the same chunk is refused, never replaces the first
-        (the replaced one would run on, invisible to ``status`` and ``cancel``)."""
+        """Record a submitted array; a second array for the same chunk and attempt is refused, never replaces
+        the first (the replaced one would run on, invisible to ``status`` and ``cancel``)."""
         values = asdict(rec)
+        values["task_ids"] = json.dumps(list(rec.task_ids))
         cols = ", ".join(values)
         try:
             with self._tx() as db:
                 db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(values))})",
                            tuple(values.values()))
         except sqlite3.IntegrityError:
-            known = self._one("SELECT job_id FROM jobs WHERE launch_id = ? AND sweep_name = ? AND chunk = ?",
-                              (rec.launch_id, rec.sweep_name, rec.chunk))
+            known = self._one("SELECT job_id FROM jobs WHERE launch_id = ? AND sweep_name = ? AND chunk = ? "
+                              "AND attempt = ?", (rec.launch_id, rec.sweep_name, rec.chunk, rec.attempt))
             raise StateError(f"launch {rec.launch_id} already has job {known[0] if known else '?'} for "
                              f"{rec.sweep_name} chunk {rec.chunk}; job {rec.job_id} is a second array of it",
                              hint=f"cancel the one you do not want: scancel {rec.job_id}") from None
@@ -364,12 +400,16 @@ class TaskSeen(TaskState):
     launch_id: str
     log_line: str = ""
     seen: float = 0.0
+    cause: str = ""  # why it did not complete (``slurm.causes``), once final: its log is not read again
+    error: str = ""  # its log's last error line
 
     @classmethod
-    def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0) -> TaskSeen:
+    def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0, cause: str = "",
+           error: str = "") -> TaskSeen:
         """The row recording ``state``."""
-        # vars(): a TaskState's fields (a TaskSeen's too, whose own three are replaced).
-        return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen})
+        # vars(): a TaskState's fields (a TaskSeen's too, whose own are replaced).
+        return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen,
+                                "cause": cause, "error": error})
 
     def task_state(self) -> TaskState:
         """The Slurm state alone (a TaskSeen is one already: merges take it as it is)."""

@@ -31,6 +31,20 @@ def _elapsed(row: TaskRow) -> str:
     return format_duration(row.state.elapsed) + (f" / {limit}" if limit else "")
 
 
+def _run(row: TaskRow) -> str:
+    """The run's index, and which attempt the row shows when it was retried."""
+    return str(row.run) if row.attempts == 1 else f"{row.run} (try {row.attempts})"
+
+
+def _cause(row: TaskRow) -> str:
+    return row.diagnosis.words if row.diagnosis else ""
+
+
+def _last_line(row: TaskRow) -> str:
+    """A task that did not complete shows its last error line, else the last line of its log."""
+    return row.diagnosis.error if row.diagnosis and row.diagnosis.error else row.log_line
+
+
 def _state(row: TaskRow) -> str:
     return row.state.state + (" (last seen)" if row.state.source == LAST_SEEN_SOURCE else "")
 
@@ -39,7 +53,8 @@ TASK_COLUMNS: tuple[Column, ...] = (
     Column("job", lambda r: r.state.slurm_id, json={
         "job_id": lambda r: r.state.slurm_id, "array_job_id": lambda r: r.state.job_id,
         "task": lambda r: r.state.task}),
-    Column("run", lambda r: str(r.run), json={"run": lambda r: r.run}, justify="right"),
+    Column("run", _run, json={"run": lambda r: r.run, "attempts": lambda r: r.attempts}, justify="right"),
+    Column("params", lambda r: r.label, json={"params": lambda r: r.params}, max_width=32),
     Column("state", _state, json={"state": lambda r: r.state.state, "category": lambda r: r.category},
            colored=True),
     Column("reason", lambda r: r.state.reason, json={"reason": lambda r: r.state.reason}, max_width=18),
@@ -48,9 +63,11 @@ TASK_COLUMNS: tuple[Column, ...] = (
                                             "time_limit": lambda r: r.state.time_limit}),
     Column("exit", lambda r: "" if r.state.exit_code is None else str(r.state.exit_code),
            json={"exit_code": lambda r: r.state.exit_code}, justify="right"),
+    Column("cause", _cause, json={"cause": lambda r: r.diagnosis.cause if r.diagnosis else None,
+                                  "error": lambda r: r.diagnosis.error if r.diagnosis else None}),
     Column(None, json={"start": lambda r: r.state.start, "end": lambda r: r.state.end,
                        "source": lambda r: r.state.source}),
-    Column("last log line", lambda r: r.log_line, json={"log_line": lambda r: r.log_line}, shrinks=True),
+    Column("last log line", _last_line, json={"log_line": lambda r: r.log_line}, shrinks=True),
 )
 # The columns the table shows, in order.
 TABLE_COLUMNS: tuple[Column, ...] = tuple(c for c in TASK_COLUMNS if c.header is not None)

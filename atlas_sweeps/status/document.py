@@ -23,7 +23,7 @@ def launch_document(status: LaunchStatus, *, tasks: bool = True) -> dict[str, An
     rec = status.launch
     return {
         "id": rec.id, "created": rec.created, "config": rec.config_path, "cluster": rec.cluster,
-        "backend": rec.backend, "git_commit": rec.git_commit, "git_dirty": rec.git_dirty,
+        "backend": rec.backend, "git_commit": rec.git_commit, "git_dirty": rec.git_dirty, "note": rec.note,
         "polled": status.polled, "accounting": status.accounting, "stale": status.stale, "error": status.error,
         "notes": list(status.notes), "finished": status.finished, "counts": status.counts,
         "sweeps": [{

@@ -36,9 +36,9 @@ def resolve_job(db: StateDB, job: str, *, stream: str) -> JobTarget:
         if record.task_count != 1:
             raise UsageError(f"job {parsed.job_id} is an array of {record.task_count} tasks: pick one",
                              hint=f"atlas-sweeps tail {parsed.job_id}_0 (tasks 0..{record.task_count - 1})")
-        task = 0
-    if not 0 <= task < record.task_count:
-        raise UsageError(f"job {parsed.job_id} has tasks 0..{record.task_count - 1}, not {task}",
+        task = record.tasks[0]
+    if task not in record.tasks:
+        raise UsageError(f"job {parsed.job_id} has no task {task} (tasks {record.tasks[0]}..{record.tasks[-1]})",
                          hint="'atlas-sweeps status' lists them")
     pattern = record.error if stream == "err" else record.output
     return JobTarget(slurm_id=f"{parsed.job_id}_{task}", path=log_path(pattern, job_id=parsed.job_id, task=task),

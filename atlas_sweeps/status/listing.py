@@ -44,6 +44,7 @@ class LaunchEntry:
     sweeps: tuple[SweepEntry, ...]
     jobs: str
     polled: bool
+    note: str = ""
 
 
 def compact_counts(counts: dict[str, int]) -> str:
@@ -73,7 +74,7 @@ def list_launches(statuses: Iterable[LaunchStatus], *, progress: Progress) -> tu
             sweeps=tuple(SweepEntry(name=s["name"], url=s["url"], wandb_runs=s.get("wandb_runs"))
                          for s in doc["sweeps"]),
             jobs=compact_counts(status.counts) if status.polled else f"{status.counts['total']} jobs, not polled yet",
-            polled=bool(status.polled)))
+            polled=bool(status.polled), note=rec.note))
     return docs, entries
 
 
@@ -96,11 +97,13 @@ def _sweeps_cell(entry: LaunchEntry) -> Text:
 
 def _table(entries: list[LaunchEntry], *, title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("launch", "created", "config", "cluster", "backend", "git", "sweeps", "jobs"):
+    notes = any(e.note for e in entries)
+    for col in ("launch", "created", "config", "cluster", "backend", "git", "sweeps", "jobs") + (("note",) * notes):
         table.add_column(col, no_wrap=col in ("launch", "created"))
     for e in entries:
         jobs = Text(e.jobs) if e.polled else Text(e.jobs, style="dim")
-        table.add_row(e.id, e.created, e.config, e.cluster, e.backend, e.git, _sweeps_cell(e), jobs)
+        table.add_row(e.id, e.created, e.config, e.cluster, e.backend, e.git, _sweeps_cell(e), jobs,
+                      *((Text(e.note, style="italic"),) * notes))
     return table
 
 
@@ -117,6 +120,8 @@ def _block(entry: LaunchEntry) -> list[Text]:
              _line((f"  cluster {entry.cluster} · backend {entry.backend}"
                     + (f" · git {entry.git}" if entry.git else ""), "")),
              _line(("  jobs ", ""), (entry.jobs, "")) if entry.polled else _line((f"  {entry.jobs}", "dim"))]
+    if entry.note:
+        lines.insert(1, _line(("  note ", ""), (entry.note, "italic")))
     for sweep in entry.sweeps:
         lines.append(_line(("  sweep ", ""), (sweep.name, "bold")))
         if sweep.url:

@@ -6,19 +6,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
+from atlas_sweeps.slurm.causes import Diagnosis
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
 from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
+from atlas_sweeps.status.run_params import params_label, varying_keys
 
 
 @dataclass(frozen=True)
 class TaskRow:
-    """One array task as shown: its state, which run it is, and its log's last line."""
+    """One array task as shown: its state, which run it is (and its parameters, where known: ``label`` holds
+    the ones that vary within the sweep), its log's last line and, when it did not complete, why; a retried
+    run shows its latest attempt and how many it took."""
 
     state: TaskState
     run: int
     log_line: str = ""
+    params: Mapping[str, Any] | None = None
+    label: str = ""
+    diagnosis: Diagnosis | None = None
+    attempts: int = 1
+    spent: int = 0  # seconds its attempts ran, all of them (the GPU-hours a report counts)
 
     @property
     def category(self) -> str:
@@ -113,18 +123,28 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                         states: Mapping[tuple[str, int], TaskState], log_lines: Mapping[tuple[str, int], str],
                         polled: float | None, accounting: bool | None, stale: bool = False,
                         error: str | None = None, wandb: dict[str, dict[str, int]] | None = None,
-                        notes: tuple[str, ...] = ()) -> LaunchStatus:
-    """Group merged task states by sweep, in the order the launch recorded them (pure)."""
+                        notes: tuple[str, ...] = (),
+                        diagnoses: Mapping[tuple[str, int], Diagnosis] | None = None) -> LaunchStatus:
+    """Group merged task states by sweep, in the order the launch recorded them, one row per run: its latest
+    attempt (pure)."""
     out = []
+    why = diagnoses or {}
     for sweep in sweeps:
-        rows = []
+        rows: dict[int, TaskRow] = {}
+        keys = varying_keys(sweep.run_params)
         for job in (j for j in jobs if j.sweep_name == sweep.name):
-            for task in range(job.task_count):
+            for task in job.tasks:
                 key = (job.job_id, task)
                 state = states.get(key) or TaskState(job_id=job.job_id, task=task, state="UNKNOWN", source=NO_SOURCE)
-                rows.append(TaskRow(state=state, run=job.task_offset + task, log_line=log_lines.get(key, "")))
+                run = job.task_offset + task
+                params = sweep.run_params[run] if run < len(sweep.run_params) else None
+                before = rows.pop(run, None)
+                rows[run] = TaskRow(state=state, run=run, log_line=log_lines.get(key, ""), params=params,
+                                    label=params_label(params, keys) if params else "", diagnosis=why.get(key),
+                                    attempts=before.attempts + 1 if before else 1,
+                                    spent=(before.spent if before else 0) + (state.elapsed or 0))
         out.append(SweepStatus(name=sweep.name, tags=sweep.tags, sweep_id=sweep.sweep_id, url=sweep.url,
-                               runs=sweep.runs, tasks=tuple(rows),
+                               runs=sweep.runs, tasks=tuple(sorted(rows.values(), key=lambda r: r.run)),
                                wandb_runs=(wandb or {}).get(sweep.sweep_id or "")))
     return LaunchStatus(launch=launch, sweeps=tuple(out), polled=polled, accounting=accounting, stale=stale,
                         error=error, notes=notes)

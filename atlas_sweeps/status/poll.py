@@ -1,6 +1,7 @@
 """The ONE remote script a refresh runs per cluster, and its parser: a delimited ``squeue`` with array tasks
 expanded, ``sacct`` only for arrays that left squeue, accounting detection, the exit codes the tasks'
-scripts wrote, and the last line of running tasks' logs, bounded in bytes."""
+scripts wrote, the last line of running tasks' logs, and the tail of the ``.err`` log of tasks that ended
+badly and whose cause is not yet known (each read once), all bounded in bytes."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from string import Template
 
 from atlas_sweeps.launch.layout import exit_files
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
-from atlas_sweeps.slurm.sacct import accounting_missing, parse_sacct, sacct_command
+from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_missing, parse_sacct, sacct_command
 from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
-from atlas_sweeps.slurm.states import ACTIVE_STATES
+from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
 LOG_LINE_BYTES = 300  # per task: the poll's output stays small whatever the logs hold
 LOGGED_STATE = "RUNNING"  # the state whose tasks' last log lines a poll reads
+MAX_ERR_TASKS = 50  # tasks whose .err tail one poll reads; the others are read by the next polls
+ERR_TAIL_BYTES = 4096  # per task: enough for a traceback's end or slurmstepd's line
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class ArrayQuery:
     output: str  # log pattern (%A_%a)
     submitted: float
     recheck: tuple[int, ...] = ()  # tasks that may have ended since the last poll: their last log line is read once more
+    error: str = ""  # .err log pattern (%A_%a)
+    diagnose: tuple[int, ...] = ()  # tasks whose cause is not known yet: their .err tail is read if they ended
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class PollResult:
     log_lines: dict[tuple[str, int], str]
     sacct_error: str | None = None
     exit_codes: dict[tuple[str, int], int] = field(default_factory=dict)
+    err_tails: dict[tuple[str, int], str] = field(default_factory=dict)  # tasks that ended and were not exit 0
+    err_cut: bool = False  # MAX_ERR_TASKS was reached: some ended tasks' logs were left for the next poll
 
 
 def _awk(template: str) -> str:
@@ -65,6 +72,11 @@ BEGIN { n = split(spec, s, " "); for (i = 1; i <= n; i++) { split(s[i], p, ":");
   have[$ARRAY] += c }
 END { for (id in want) if (have[id] + 0 < want[id] + 0) printf "%s,", id }
 """)
+# Each task's state as "array_task STATE" lines, from squeue's output and from sacct's (its JobID is
+# "array_task"; "CANCELLED by 0" is CANCELLED): what decides whose .err tail a poll reads.
+_STATES_AWK = _awk('NF > 1 {gsub(/ /, ""); print $ARRAY "_" $TASK, $STATE}')
+_SACCT_STATES_AWK = (f'NF > 1 {{split(${SACCT_FIELDS.index("State") + 1}, w, " "); sub(/[+]$/, "", w[1]); '
+                     f'print ${SACCT_FIELDS.index("JobID") + 1}, w[1]}}')
 # The running tasks of squeue's output, as "array task jobid" lines.
 _LOGGED_AWK = _awk(f'{{gsub(/ /, "")}} $STATE == "{LOGGED_STATE}" {{print $ARRAY, $TASK, $JOBID}}')
 
@@ -112,10 +124,41 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         # The exit codes the tasks' scripts wrote as they exited: "<array>_<task>.exit:<code>" lines.
         *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} /dev/null)"'
           for a in arrays if a.job_id.isdigit() for d, g in [exit_files(a.output, job_id=a.job_id)]),
+        *_err_tail_lines(arrays),
         'rm -f "$errf"',
         "emit done ok",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _err_tail_lines(arrays: list[ArrayQuery]) -> list[str]:
+    """Bash lines emitting ``err:<array>_<task>`` with the .err tail of each task to diagnose that ended badly:
+    in a failed state in squeue's or sacct's answer (squeue's wins, as in the merge), or known to neither
+    with no exit-code file saying 0 (a cluster without accounting); at most ``MAX_ERR_TASKS`` a poll."""
+    wanted = [a for a in arrays if a.job_id.isdigit() and a.error and a.diagnose]
+    if not wanted:
+        return []
+    return [
+        "declare -A st; nerr=0",
+        f"while read -r k s; do [ -z \"$k\" ] || st[$k]=$s; done < <(printf '%s\\n' \"${{ac:-}}\" | awk -F'|' "
+        f"{shlex.quote(_SACCT_STATES_AWK)}; printf '%s\\n' \"$sq\" | awk -F'|' {shlex.quote(_STATES_AWK)})",
+        "errtail() {  # ARRAY_ID ERR_PATTERN EXIT_DIR TASK...: emit the .err tails of the tasks that ended badly",
+        '  local a=$1 p=$2 d=$3 t f; shift 3',
+        '  for t in "$@"; do',
+        '    case "${st[${a}_$t]:-}" in',
+        f'      {case_pattern(FAILED)}) ;;',
+        '      "") [ "$(head -c 8 -- "$d/${a}_$t.exit" 2>/dev/null)" != 0 ] || continue ;;',
+        '      *) continue ;;',
+        '    esac',
+        '    f=${p//%A/$a}; f=${f//%a/$t}; f=${f//%j/${a}_$t}',
+        '    [ -r "$f" ] || continue',
+        f'    if [ "$nerr" -ge {MAX_ERR_TASKS} ]; then emit err_cut yes; return 0; fi',
+        f'    nerr=$((nerr + 1)); emit "err:${{a}}_$t" "$(tail -c {ERR_TAIL_BYTES} -- "$f" 2>/dev/null)"',
+        '  done',
+        "}",
+        *(f"errtail {a.job_id} {shlex.quote(a.error)} {shlex.quote(exit_files(a.output, job_id=a.job_id)[0])} "
+          + " ".join(str(t) for t in a.diagnose) for a in wanted),
+    ]
 
 
 def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
@@ -127,11 +170,12 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     values: dict[str, str] = {}
     logs: dict[tuple[str, int], str] = {}
     exit_codes: dict[tuple[str, int], int] = {}
+    err_tails: dict[tuple[str, int], str] = {}
     for key, value in facts:
-        if key.startswith("log:"):
+        if key.startswith(("log:", "err:")):
             job, _, task = key[4:].partition("_")
             if task.isdigit():
-                logs[(job, int(task))] = value
+                (logs if key.startswith("log:") else err_tails)[(job, int(task))] = value
         elif key.startswith("exits:"):
             exit_codes.update(parse_exit_files(value, job_id=key[6:]))
         else:
@@ -155,7 +199,8 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
         else:
             sacct_error = " ".join(values["sacct_error"].split())
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
-                      accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes)
+                      accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
+                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes")
 
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:

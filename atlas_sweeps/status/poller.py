@@ -17,6 +17,7 @@ from atlas_sweeps.slurm.states import is_terminal
 from atlas_sweeps.slurm.task import CANCEL_SOURCE, LAST_SEEN_SOURCE
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, TaskSeen
 from atlas_sweeps.status.backend_progress import sweep_progress
+from atlas_sweeps.status.diagnosis import diagnose_tasks, to_diagnose, undiagnosed_failure
 from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, build_launch_status
 from atlas_sweeps.status.poll import LOGGED_STATE, ArrayQuery, PollResult, parse_poll, poll_script
 from atlas_sweeps.status.stored import stored_status
@@ -109,14 +110,19 @@ class Poller:
             jobs, seen = plans[rec.id]
             prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
-            states = merge_tasks(arrays={j.job_id: j.task_count for j in jobs}, squeue=result.squeue,
+            states = merge_tasks(arrays={j.job_id: j.tasks for j in jobs}, squeue=result.squeue,
                                  sacct=result.sacct, last_seen=seen.values(),
                                  exit_codes=result.exit_codes, accounting=accounting,
                                  queried={a.job_id for a in arrays})
             logs = {key: s.log_line for key, s in seen.items() if s.log_line}
             logs.update({k: v for k, v in result.log_lines.items() if v})
-            self.db.save_task_states(rec.id, [TaskSeen.of(st, launch_id=rec.id, log_line=logs.get(key, ""), seen=now)
-                                               for key, st in states.items()], polled=now, accounting=accounting)
+            why = diagnose_tasks(states, seen=seen, err_tails=result.err_tails, err_cut=result.err_cut)
+            rows = []
+            for key, st in states.items():
+                final = why.shown[key] if key in why.final else None
+                rows.append(TaskSeen.of(st, launch_id=rec.id, log_line=logs.get(key, ""), seen=now,
+                                        cause=final.cause if final else "", error=final.error if final else ""))
+            self.db.save_task_states(rec.id, rows, polled=now, accounting=accounting)
             notes = []
             if accounting is False and any(s.source == LAST_SEEN_SOURCE for s in states.values()):
                 notes.append(_NO_ACCOUNTING_NOTE)
@@ -127,7 +133,7 @@ class Poller:
                 notes.append(werr)
             statuses.append(build_launch_status(rec, self.db.sweeps(rec.id), jobs, states=states, log_lines=logs,
                                                 polled=now, accounting=accounting, wandb=wandb,
-                                                notes=tuple(notes)))
+                                                notes=tuple(notes), diagnoses=why.shown))
         return statuses
 
     def _progress(self, rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:
@@ -145,8 +151,8 @@ def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, po
     """The arrays a poll asks about: finished arrays are never asked about again."""
     out = []
     for job in jobs:
-        keys = [(job.job_id, t) for t in range(job.task_count)]
-        if all(key in seen and _settled(seen[key], polled) for key in keys):
+        keys = [(job.job_id, t) for t in job.tasks]
+        if all(key in seen and _settled(seen[key], polled) and not undiagnosed_failure(seen[key]) for key in keys):
             continue
         # Tasks that may have ended since the last poll get their log's last line read once more: those last
         # seen running first, then those never seen in a final state (they may have run and ended unseen).
@@ -155,7 +161,8 @@ def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, po
                   and not (key in seen and seen[key].state == LOGGED_STATE)]
         recheck = tuple(running + unseen)
         out.append(ArrayQuery(job_id=job.job_id, job_name=job.job_name, task_count=job.task_count,
-                              output=job.output, submitted=job.submitted, recheck=recheck))
+                              output=job.output, submitted=job.submitted, recheck=recheck, error=job.error,
+                              diagnose=to_diagnose(job, seen)))
     return out
 
 

@@ -51,6 +51,8 @@ def _launch_title(status: LaunchStatus) -> Text:
                  f"{datetime.fromtimestamp(rec.created).strftime('%Y-%m-%d %H:%M')}")
     if rec.git_commit:
         title.append(f" · git {rec.git_commit[:8]}{'+dirty' if rec.git_dirty else ''}")
+    if rec.note:
+        title.append(f"\n  note: {rec.note}", style="italic")
     if status.stale:
         title.append("  (stale)", style="bold yellow")
     return title

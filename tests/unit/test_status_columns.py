@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
 
+from atlas_sweeps.slurm.causes import ERROR, Diagnosis
 from atlas_sweeps.slurm.task import TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
 from atlas_sweeps.status import columns
@@ -28,11 +30,24 @@ def test_only_the_last_table_column_shrinks_and_one_is_colored() -> None:
 
 
 def test_cells_and_json_of_a_row() -> None:
-    assert task_cells(_row()) == ["12_3", "7", "FAILED", "NonZeroExitCode", "n1", "1:05 / 10:00", "2", "boom"]
-    assert list(task_document(_row())) == ["job_id", "array_job_id", "task", "run", "state", "category", "reason",
-                                           "node", "elapsed", "time_limit", "exit_code", "start", "end", "source",
-                                           "log_line"]
+    assert task_cells(_row()) == ["12_3", "7", "", "FAILED", "NonZeroExitCode", "n1", "1:05 / 10:00", "2", "",
+                                  "boom"]
+    assert list(task_document(_row())) == ["job_id", "array_job_id", "task", "run", "attempts", "params", "state", "category",
+                                           "reason", "node", "elapsed", "time_limit", "exit_code", "cause", "error",
+                                           "start", "end", "source", "log_line"]
     assert task_document(_row())["exit_code"] == 2 and task_document(_row())["category"] == "failed"
+
+
+def test_a_failed_row_shows_its_parameters_cause_and_error_line() -> None:
+    row = replace(_row(), params={"bs": 64, "lr": 0.1, "seed": 1}, label="bs=64 lr=0.1",
+                  diagnosis=Diagnosis(ERROR, "ValueError: lr too large"))
+    cells = task_cells(row)
+    assert cells[2] == "bs=64 lr=0.1" and cells[-2:] == ["error", "ValueError: lr too large"]
+    doc = task_document(row)
+    assert doc["params"] == {"bs": 64, "lr": 0.1, "seed": 1} and doc["cause"] == "error"
+    assert doc["error"] == "ValueError: lr too large" and doc["log_line"] == "boom"
+    assert task_document(_row())["cause"] is None
+    assert task_cells(replace(row, attempts=3))[1] == "7 (try 3)" and task_document(row)["attempts"] == 1
 
 
 def _snapshot(tasks: int) -> StatusSnapshot:

@@ -80,7 +80,7 @@ def test_a_narrow_view_cuts_only_the_log_line() -> None:
     assert len(rows) == PLAIN_ROWS + 1
     assert all(len(line) == 100 and line.endswith("x…") for line in rows)
     failed = next(line for line in rows if " FAILED " in line)
-    assert re.search(r" FAILED .* \d+  x", failed)  # the exit code survives
+    assert re.search(r" FAILED .* \d+ +x", failed)  # the exit code survives (then the empty cause column)
 
 
 def test_states_are_colored_only_on_a_color_console() -> None:

@@ -115,12 +115,13 @@ class WandbBackend:
         return fetch_progress(list(sweeps), base_url=self.base_url)
 
     # -- creating and stopping sweeps -------------------------------------------------------------
-    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str) -> CreatedSweep:
+    def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str,
+               note: str = "") -> CreatedSweep:
         """Create the W&B sweep with the subtest's merged config (``wandb.sweep``)."""
         if self.dry_run:
             raise BackendError("internal: a dry run must not create sweeps")
         entity = entity or self._default_entity
-        config = sweep_config(sweep, launch_id=launch_id)
+        config = sweep_config(sweep, launch_id=launch_id, note=note)
         with wandb_environment(self.base_url), contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()) as err:
             import wandb
@@ -220,11 +221,15 @@ def cluster_credential_checks(base_url: str) -> tuple[str, ...]:
     )
 
 
-def sweep_config(sweep: PlannedSweep, *, launch_id: str) -> dict[str, Any]:
-    """The config W&B gets: the subtest's merged config, named after the sweep and launch; a random sweep
-    bounded only by ``--count`` gets it as ``run_cap``, so the server stops handing out runs too."""
+def sweep_config(sweep: PlannedSweep, *, launch_id: str, note: str = "") -> dict[str, Any]:
+    """The config W&B gets: the subtest's merged config, named after the sweep and launch, the launch's note
+    as its description (before the file's own); a random sweep bounded only by ``--count`` gets it as
+    ``run_cap``, so the server stops handing out runs too."""
     config = dict(sweep.spec.config)
     config.setdefault("name", f"{sweep.name} ({launch_id})")
+    if note:
+        own = config.get("description")
+        config["description"] = f"{note}\n\n{own}" if own else note
     if config.get("method", "grid") != "grid" and config.get("run_cap") is None and sweep.runs:
         config["run_cap"] = sweep.runs
     return config
