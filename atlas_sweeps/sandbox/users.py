@@ -36,6 +36,7 @@ def ensure_user(name: str) -> bool:
     if not user_exists(name):
         _run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", name])
         created = True
+        remove_stale_files(name, uid=pwd.getpwnam(name).pw_uid)
     shadow = _run(["getent", "shadow", name]).split(":")
     if len(shadow) > 1 and shadow[1].startswith("!"):
         _run(["usermod", "-p", "*", name])
@@ -43,6 +44,20 @@ def ensure_user(name: str) -> bool:
     if home.exists():
         home.chmod(home.stat().st_mode | 0o011)  # others may traverse (the 2FA user reads atlas's venv)
     return created
+
+
+def remove_stale_files(name: str, *, uid: int, tmp: Path = Path("/tmp")) -> list[Path]:
+    """Remove ``/tmp/*.<name>.log`` files an earlier user of the same name left (another uid): wandb's CLI
+    writes ``debug-cli.<user>.log`` there and fails with a permission error on someone else's."""
+    removed = []
+    for path in tmp.glob(f"*.{name}.log"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_uid != uid:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def ensure_keypair(path: Path, *, comment: str) -> bool:

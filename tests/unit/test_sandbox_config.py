@@ -164,3 +164,20 @@ def test_up_refuses_non_debian(monkeypatch, tmp_path: Path) -> None:
     release.write_text('ID=ubuntu\nID_LIKE=debian\n')
     if packages.shutil.which("apt-get"):
         packages.check_platform(os_release=release)
+
+
+def test_a_recreated_cluster_user_does_not_inherit_an_earlier_users_wandb_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A sandbox rebuilt after its users were deleted gives `atlas` a new uid; wandb's CLI then failed on the
+    old user's /tmp/debug-cli.atlas.log (PermissionError), so every agent and `wandb sync` failed."""
+    import os
+
+    from atlas_sweeps.sandbox.users import remove_stale_files
+
+    old = tmp_path / "debug-cli.atlas.log"
+    old.write_text("x")
+    mine = tmp_path / "debug-cli.other.log"
+    mine.write_text("x")
+    if os.geteuid() == 0:
+        os.chown(old, 4242, 4242)
+    assert remove_stale_files("atlas", uid=os.getuid() + 1 if os.geteuid() != 0 else 1005, tmp=tmp_path) == [old]
+    assert not old.exists() and mine.exists()
