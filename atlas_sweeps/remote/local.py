@@ -42,26 +42,7 @@ class LocalRemote(CallCounter):
         proc = subprocess.Popen(["bash", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, cwd=self._home, env=self._env,
                                 start_new_session=True)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(wrap_for_streaming(script).encode())
-        proc.stdin.flush()
-        watcher = None
-        if stop is not None:
-            watcher = threading.Thread(target=_stop_when_set, args=(stop, proc), daemon=True)
-            watcher.start()
-        splitter = LineSplitter()
-        try:
-            while chunk := proc.stdout.read1(65536):
-                for line in splitter.feed(chunk):
-                    on_stdout(line)
-            for line in splitter.close():
-                on_stdout(line)
-            code = proc.wait()
-        finally:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()  # end-of-input tells the wrapper's watcher to clean up
-            proc.stdout.close()
-        return -1 if stop is not None and stop.is_set() else code
+        return stream_process(proc, script, on_stdout=on_stdout, stop=stop, stopper=_stop_when_set)
 
     def rsync(self, args: list[str], *, on_progress: Callable[[str], None] | None = None) -> Result:
         self._count()
@@ -77,6 +58,31 @@ class LocalRemote(CallCounter):
 
     def close(self) -> None:
         pass
+
+
+def stream_process(proc: subprocess.Popen[bytes], script: str, *, on_stdout: Callable[[str], None],
+                   stop: threading.Event | None,
+                   stopper: Callable[[threading.Event, subprocess.Popen[bytes]], None]) -> int:
+    """Send ``script`` (wrapped, stdin left open) to a started ``bash -s`` process, pass each output line to
+    ``on_stdout`` until it ends, and run ``stopper`` in a thread when ``stop`` is given; -1 if stopped."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(wrap_for_streaming(script).encode())
+    proc.stdin.flush()
+    if stop is not None:
+        threading.Thread(target=stopper, args=(stop, proc), daemon=True).start()
+    splitter = LineSplitter()
+    try:
+        while chunk := proc.stdout.read1(65536):
+            for line in splitter.feed(chunk):
+                on_stdout(line)
+        for line in splitter.close():
+            on_stdout(line)
+        code = proc.wait()
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # end-of-input tells the wrapper's watcher to clean up
+        proc.stdout.close()
+    return -1 if stop is not None and stop.is_set() else code
 
 
 def _stop_when_set(stop: threading.Event, proc: subprocess.Popen[bytes]) -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_sweeps.errors import AuthError, HostKeyError, RemoteError, UsageError
-from atlas_sweeps.remote.base import CallCounter, LineSplitter, RemoteTarget, Result, wrap_for_streaming
+from atlas_sweeps.remote.base import CallCounter, RemoteTarget, Result
 from atlas_sweeps.remote.hostkeys import unknown_key_message
-from atlas_sweeps.remote.local import run_rsync
+from atlas_sweeps.remote.local import run_rsync, stream_process
 
 DEFAULT_PERSIST = "12h"  # one login a working day
 
@@ -209,25 +209,8 @@ class OpenSshRemote(CallCounter):
         self.ensure_master()
         proc = subprocess.Popen(self._ssh.run("bash -s"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
-        assert proc.stdin is not None and proc.stdout is not None
         # stdin stays open: closing it is how the remote side learns we left (see wrap_for_streaming).
-        proc.stdin.write(wrap_for_streaming(script).encode())
-        proc.stdin.flush()
-        if stop is not None:
-            threading.Thread(target=_close_when_set, args=(stop, proc), daemon=True).start()
-        splitter = LineSplitter()
-        try:
-            while chunk := proc.stdout.read1(65536):
-                for line in splitter.feed(chunk):
-                    on_stdout(line)
-            for line in splitter.close():
-                on_stdout(line)
-            code = proc.wait()
-        finally:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            proc.stdout.close()
-        return -1 if stop is not None and stop.is_set() else code
+        return stream_process(proc, script, on_stdout=on_stdout, stop=stop, stopper=_close_when_set)
 
     def rsync(self, args: list[str], *, on_progress: Callable[[str], None] | None = None) -> Result:
         self._count()
