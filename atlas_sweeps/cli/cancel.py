@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import click
-
-from atlas_sweeps.errors import UsageError
 
 
 @click.command()
@@ -24,6 +21,7 @@ def cancel(*, target: str, yes: bool, accept_new_host_key: bool) -> int:
     atlas-sweeps cancel 123_4
     """
     from atlas_sweeps import console
+    from atlas_sweeps.cli._ask import confirm_or_refuse
     from atlas_sweeps.cli._session import open_session
     from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.launch.cancel import cancelled_states, plan_cancel, run_scancel, stop_sweeps
@@ -39,9 +37,8 @@ def cancel(*, target: str, yes: bool, accept_new_host_key: bool) -> int:
         err.print(f"{plan.what} has no jobs recorded: nothing to cancel")
         return 0
     if plan.jobs > 1 and not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(f"this would cancel {plan.jobs} jobs of {plan.what}", hint="pass --yes to confirm")
-        click.confirm(f"Cancel {plan.jobs} unfinished jobs of {plan.what}?", abort=True, err=True)
+        confirm_or_refuse(f"Cancel {plan.jobs} unfinished jobs of {plan.what}?",
+                          refusal=f"this would cancel {plan.jobs} jobs of {plan.what}", hint="pass --yes to confirm")
     profile = load_profile(plan.cluster, project_dir=project_dir_of(launch))
     if plan.slurm_ids:
         remote = open_session(profile, accept_new_host_key=accept_new_host_key)

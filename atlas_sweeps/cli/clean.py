@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-from atlas_sweeps.errors import UsageError
 
 if TYPE_CHECKING:
     from atlas_sweeps.backends.wandb.clean import CleanPlan
@@ -37,6 +34,7 @@ def clean(*, tag: str, project: str | None, entity: str | None, cluster: str | N
 
     from atlas_sweeps import console
     from atlas_sweeps.backends.wandb.clean import delete_runs, find_tagged_runs
+    from atlas_sweeps.cli._ask import confirm_or_refuse
 
     cwd = Path.cwd()
     base_url = None
@@ -61,10 +59,9 @@ def clean(*, tag: str, project: str | None, entity: str | None, cluster: str | N
             console.err().print("dry run: nothing deleted")
         return 0
     if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(f"{len(plan.runs)} run(s) would be deleted, but there is no terminal to ask on",
-                             hint="pass --yes to delete them, or --dry-run to only list them")
-        click.confirm(f"Delete these {len(plan.runs)} run(s) from {plan.path}?", abort=True, err=True)
+        confirm_or_refuse(f"Delete these {len(plan.runs)} run(s) from {plan.path}?",
+                          refusal=f"{len(plan.runs)} run(s) would be deleted, but there is no terminal to ask on",
+                          hint="pass --yes to delete them, or --dry-run to only list them")
     document["deleted"] = delete_runs(plan)
     if as_json:
         click.echo(json.dumps(document, indent=2))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -32,6 +31,7 @@ def retry(*, launch_id: str, sweep: str | None, dry_run: bool, as_json: bool, ye
     """
     from atlas_sweeps import console
     from atlas_sweeps.backends import backend_of
+    from atlas_sweeps.cli._ask import confirm_or_refuse
     from atlas_sweeps.cli._session import open_session
     from atlas_sweeps.cli.ls import poll_launches
     from atlas_sweeps.cli.status import select_launches
@@ -64,10 +64,9 @@ def retry(*, launch_id: str, sweep: str | None, dry_run: bool, as_json: bool, ye
         if dry_run:
             return 0
         if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(f"this would resubmit {plan.runs} runs of launch {rec.id}",
-                                 hint="pass --yes to confirm, or --dry-run to list them")
-            click.confirm(f"Resubmit {plan.runs} runs as attempt {plan.attempt}?", abort=True, err=True)
+            confirm_or_refuse(f"Resubmit {plan.runs} runs as attempt {plan.attempt}?",
+                              refusal=f"this would resubmit {plan.runs} runs of launch {rec.id}",
+                              hint="pass --yes to confirm, or --dry-run to list them")
         profile = load_profile(rec.cluster, project_dir=project_dir_of(rec))
         remote = open_session(profile, accept_new_host_key=accept_new_host_key)
         try:
