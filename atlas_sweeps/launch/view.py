@@ -41,6 +41,8 @@ def dry_run_document(prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, r
                 "tags": list(s.planned.spec.tags),
                 "runs": s.planned.runs,
                 "jobs": s.planned.jobs,
+                "array_tasks": sum(sub.chunk.count for sub in s.submissions),
+                **s.planned.packing.to_options(),
                 "gpu_hours": s.planned.hours,
                 "sweep_config": s.planned.spec.config,
                 "run_args": [list(argv) for argv in s.planned.run_argv],
@@ -52,6 +54,14 @@ def dry_run_document(prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, r
         ],
         "totals": {"runs": prepared.plan.total_runs, "gpu_hours": prepared.plan.total_hours},
     }
+
+
+def _packing_text(s: PreparedSweep) -> str:
+    """``  tasks: 2 (3 runs each, 1 at once)`` for a packed sweep, else nothing."""
+    p = s.planned.packing
+    if not p.packed:
+        return ""
+    return f"  tasks: {sum(sub.chunk.count for sub in s.submissions)} ({p.runs_per_job} runs each, {p.parallel} at once)"
 
 
 def _code(console: Console, text: str, lexer: str) -> None:
@@ -70,7 +80,7 @@ def print_dry_run(console: Console, prepared: Prepared, sweeps: tuple[PreparedSw
         console.print(f"[yellow]note:[/] {escape(root.note)}", highlight=False)
     for s in sweeps:
         console.rule(f"[bold]{s.name}[/]  tags: {', '.join(s.planned.spec.tags) or '-'}  runs: {s.planned.runs}  "
-                     f"jobs: {s.planned.jobs}  gpu hours: {hours_text(s.planned.hours)}", align="left")
+                     f"jobs: {s.planned.jobs}{_packing_text(s)}  gpu hours: {hours_text(s.planned.hours)}", align="left")
         config = yaml.safe_dump(s.planned.spec.config, sort_keys=False).rstrip()
         console.print("[dim]# sweep configuration[/]")
         _code(console, config, "yaml")
