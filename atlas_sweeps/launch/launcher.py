@@ -252,7 +252,8 @@ class Launcher:
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
                      "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
                      "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip,
-                     "runs_per_job": opts.runs_per_job, "parallel_per_job": opts.parallel_per_job},
+                     # the effective packing (--parallel-per-job P alone packs P runs): status reads it
+                     **packing_of(runs_per_job=opts.runs_per_job, parallel_per_job=opts.parallel_per_job).to_options()},
         )
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:

@@ -71,6 +71,17 @@ def packing_of(*, runs_per_job: int | None, parallel_per_job: int | None, where:
     return Packing(runs_per_job=runs, parallel=parallel)
 
 
+# Bash that waits for every pid of ``pids`` and returns the first non-zero exit code (0 when all passed).
+_WAIT_ALL = (
+    '  for pid in "${pids[@]}"; do',
+    '    code=0; wait "$pid" || code=$?',
+    '    if [ "$worst" -eq 0 ]; then worst=$code; fi',
+    "  done",
+    '  return "$worst"',
+    "}",
+)
+
+
 def _gpu_lines(parallel: int) -> list[str]:
     """Bash, inside a run's subshell: ``CUDA_VISIBLE_DEVICES`` narrowed to lane ``$lane``'s share."""
     return [
@@ -103,7 +114,8 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         '  local run=$1 lane=$2 base rec code=0 pid',
         '  base="$atlas_pack_log/$atlas_pack_id.r$run"; rec="$base.exit"',
         '  if grep -qsx 0 -- "$atlas_pack_log"/*_*.r"$run".exit; then',
-        '    echo "atlas-sweeps: run $run completed before: skipped" >&2; return 0',
+        '    echo "atlas-sweeps: run $run completed before: skipped" >&2',
+        "    printf '0\\n' > \"$rec\"; return 0  # this array's record says so too",
         "  fi",
         "  printf 'R\\n' > \"$rec\"",
         '  echo "atlas-sweeps: run $run started (lane $lane)" >&2',
@@ -119,6 +131,8 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         '  wait "$pid" || code=$?',
         "  printf '%s\\n' \"$code\" > \"$rec\"",
         '  echo "atlas-sweeps: run $run exited $code" >&2',
+        "  # A failed run's last lines also go to the task's .err, where status finds why the task failed.",
+        '  if [ "$code" -ne 0 ]; then tail -n 20 -- "$base.err" 2>/dev/null | sed "s/^/[run $run] /" >&2 || true; fi',
         '  return "$code"',
         "}",
         "atlas_pack_lane() {  # LANE: its runs one after another; returns the first failure's code",
@@ -132,12 +146,7 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         "atlas_pack_main() {  # the lanes side by side; the task fails when a run failed",
         "  local lane pid code worst=0 pids=()",
         f"  for (( lane = 0; lane < {p}; lane++ )); do atlas_pack_lane \"$lane\" & pids+=($!); done",
-        '  for pid in "${pids[@]}"; do',
-        '    code=0; wait "$pid" || code=$?',
-        '    if [ "$worst" -eq 0 ]; then worst=$code; fi',
-        "  done",
-        '  return "$worst"',
-        "}",
+        *_WAIT_ALL,
         "# --- end of packing",
     ]
     return tuple(preamble), "atlas_pack_main"
@@ -164,12 +173,7 @@ def agent_lanes_command(*, count_expr: str, agent: str, packing: Packing, log_di
         '    ) > "$atlas_pack_log/$atlas_pack_id.a$lane.out" 2> "$atlas_pack_log/$atlas_pack_id.a$lane.err" &',
         "    pids+=($!)",
         "  done",
-        '  for pid in "${pids[@]}"; do',
-        '    code=0; wait "$pid" || code=$?',
-        '    if [ "$worst" -eq 0 ]; then worst=$code; fi',
-        "  done",
-        '  return "$worst"',
-        "}",
+        *_WAIT_ALL,
         "# --- end of packing",
     ]
     return tuple(preamble), "atlas_pack_main"

@@ -16,6 +16,13 @@ from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_missing, parse_sac
 from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
 from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
+from atlas_sweeps.status.packed import (
+    RUN_LOG_FACT,
+    RunKey,
+    parse_run_exit_files,
+    parse_run_log_fact,
+    run_log_lines,
+)
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
 LOG_LINE_BYTES = 300  # per task: the poll's output stays small whatever the logs hold
@@ -36,6 +43,7 @@ class ArrayQuery:
     recheck: tuple[int, ...] = ()  # tasks that may have ended since the last poll: their last log line is read once more
     error: str = ""  # .err log pattern (%A_%a)
     diagnose: tuple[int, ...] = ()  # tasks whose cause is not known yet: their .err tail is read if they ended
+    packed: bool = False  # its tasks run several runs (status/packed.py): their running runs' last lines are read
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class PollResult:
     exit_codes: dict[tuple[str, int], int] = field(default_factory=dict)
     err_tails: dict[tuple[str, int], str] = field(default_factory=dict)  # tasks that ended and were not exit 0
     err_cut: bool = False  # MAX_ERR_TASKS was reached: some ended tasks' logs were left for the next poll
+    run_exits: dict[RunKey, str] = field(default_factory=dict)  # packed runs' own exit records
+    run_logs: dict[RunKey, str] = field(default_factory=dict)  # running packed runs' last log lines
 
 
 def _awk(template: str) -> str:
@@ -125,6 +135,8 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} /dev/null)"'
           for a in arrays if a.job_id.isdigit() for d, g in [exit_files(a.output, job_id=a.job_id)]),
         *_err_tail_lines(arrays),
+        *run_log_lines([(a.job_id, exit_files(a.output, job_id=a.job_id)[0]) for a in arrays
+                        if a.packed and a.job_id.isdigit()], max_runs=MAX_LOG_TASKS, line_bytes=LOG_LINE_BYTES),
         'rm -f "$errf"',
         "emit done ok",
     ]
@@ -171,13 +183,18 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     logs: dict[tuple[str, int], str] = {}
     exit_codes: dict[tuple[str, int], int] = {}
     err_tails: dict[tuple[str, int], str] = {}
+    run_exits: dict[RunKey, str] = {}
+    run_logs: dict[RunKey, str] = {}
     for key, value in facts:
-        if key.startswith(("log:", "err:")):
+        if key.startswith(RUN_LOG_FACT):
+            run_logs.update(parse_run_log_fact(key, value))
+        elif key.startswith(("log:", "err:")):
             job, _, task = key[4:].partition("_")
             if task.isdigit():
                 (logs if key.startswith("log:") else err_tails)[(job, int(task))] = value
         elif key.startswith("exits:"):
             exit_codes.update(parse_exit_files(value, job_id=key[6:]))
+            run_exits.update(parse_run_exit_files(value, job_id=key[6:]))
         else:
             values[key] = value
     if "squeue_error" in values:
@@ -200,7 +217,8 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
             sacct_error = " ".join(values["sacct_error"].split())
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
                       accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
-                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes")
+                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes", run_exits=run_exits,
+                      run_logs=run_logs)
 
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:

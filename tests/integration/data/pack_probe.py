@@ -1,5 +1,6 @@
-"""Test program for packing: records its run, CUDA_VISIBLE_DEVICES, pid and start/end times in a JSON line
-under --out, prints a line naming its run, and fails with 5 when --fail equals --run."""
+"""Test program for packing: records its run, CUDA_VISIBLE_DEVICES, pid and start/end times as JSON in --out
+(default /tmp/atlas-pack-probe/$ATLAS_LAUNCH), prints lines naming its run, and fails with 5 when --fail
+equals --run."""
 
 import argparse
 import json
@@ -11,8 +12,9 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--run", type=int, required=True)
 parser.add_argument("--seconds", type=float, default=3)
 parser.add_argument("--fail", type=int, default=-1)
-parser.add_argument("--out", required=True)
+parser.add_argument("--out", default=os.path.join("/tmp/atlas-pack-probe", os.environ.get("ATLAS_LAUNCH", "x")))
 args, _ = parser.parse_known_args()
+os.makedirs(args.out, exist_ok=True)
 start = time.time()
 print(f"probe run={args.run} starts", flush=True)
 time.sleep(args.seconds)
