@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,21 +23,30 @@ def run_cli(args: list[str], *, state: Path, timeout: float = 180) -> subprocess
     return subprocess.run([CLI, *args], cwd=DATA, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _launch(sandbox, state: Path, *extra: str) -> dict:
-    PROBES.mkdir(exist_ok=True)
-    PROBES.chmod(0o1777)
+def _launch(sandbox, state: Path, *extra: str, probes: Path = PROBES) -> dict:
+    probes.mkdir(exist_ok=True)
+    probes.chmod(0o1777)
     out = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--nodes", "2", "--json", *extra],
                   state=state)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
+    early = []  # snapshots while the runs run: each run its own state
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        snap = run_cli(["status", "--once", "--json", "--launch", result["launch"]], state=state)
+        assert snap.returncode == 0, snap.stderr
+        early.append([t for launch in json.loads(snap.stdout)["launches"] for s in launch["sweeps"] for t in s["tasks"]])
+        if any(r["state"] == "RUNNING" and r["log_line"] for r in early[-1]):
+            break
+        time.sleep(1)
     done = run_cli(["status", "--wait", "--json", "--interval", "2", "--timeout", "150", "--launch",
                     result["launch"]], state=state, timeout=200)
     assert done.returncode == 1, done.stderr  # run 4 failed: not everything completed
     doc = json.loads(done.stdout)
     rows = [t for launch in doc["launches"] for s in launch["sweeps"] for t in s["tasks"]]
-    records = [json.loads(p.read_text()) for p in (PROBES / result["launch"]).glob("run*.json")]
+    records = [json.loads(p.read_text()) for p in (probes / result["launch"]).glob("run*.json")]
     return {"launch": result["launch"], "job_id": result["sweeps"][0]["jobs"][0]["job_id"], "rows": rows,
-            "records": sorted(records, key=lambda r: r["run"]), "state": state, "doc": doc}
+            "records": sorted(records, key=lambda r: r["run"]), "state": state, "doc": doc, "early": early}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +74,16 @@ def test_runs_per_job_runs_every_run_once_in_two_tasks_each_row_its_own_state(se
     # One after another within a task: run 1 starts after run 0 ended.
     rec = {r["run"]: r for r in sequential["records"]}
     assert rec[0]["end"] <= rec[1]["start"] and rec[3]["end"] <= rec[4]["start"]
+
+
+def test_while_a_packed_task_runs_its_runs_show_running_and_waiting_with_their_own_log_line(sequential: dict) -> None:
+    last = {r["run"]: r for r in sequential["early"][-1]}
+    running = [r for r in last.values() if r["state"] == "RUNNING"]
+    # Two tasks at once (--nodes 2): one run of each runs, the others wait for their turn in the task.
+    assert sorted(r["run"] for r in running) == [0, 3], last
+    assert running[0]["log_line"] == "probe run=0 starts" and running[1]["log_line"] == "probe run=3 starts"
+    waiting = [r for r in last.values() if r["run"] in (1, 2, 4, 5)]
+    assert all(r["state"] == "PENDING" and r["reason"] == "WaitingInTask" for r in waiting), waiting
 
 
 def test_tail_of_one_run_shows_only_that_runs_output(sequential: dict) -> None:
@@ -99,3 +119,29 @@ def test_dry_run_shows_the_packing_lines_and_counts_tasks(sandbox, tmp_path: Pat
     assert "atlas_pack_main" in out.stdout and "# --- packing: 3 run(s) per task, 1 at once" in out.stdout
     bad = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--parallel-per-job", "0"], state=tmp_path)
     assert bad.returncode == 2 and "--parallel-per-job must be a whole number of at least 1" in bad.stderr
+
+
+def test_retry_of_a_packed_task_reruns_only_its_failed_run(sequential: dict) -> None:
+    out = run_cli(["retry", sequential["launch"], "--yes", "--json"], state=sequential["state"])
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["runs"] == 1 and plan["arrays"][0]["array"] == "1"  # task 1 again, for run 4
+    done = run_cli(["status", "--wait", "--json", "--interval", "2", "--timeout", "120", "--launch",
+                    sequential["launch"]], state=sequential["state"], timeout=180)
+    assert done.returncode == 1, done.stderr  # run 4 fails again (it always does)
+    rows = {t["run"]: t for launch in json.loads(done.stdout)["launches"] for s in launch["sweeps"] for t in s["tasks"]}
+    assert rows[4]["attempts"] == 2 and rows[4]["state"] == "FAILED" and rows[4]["exit_code"] == 5
+    assert rows[3]["state"] == "COMPLETED" and rows[5]["state"] == "COMPLETED"
+    runs = [json.loads(p.read_text())["run"] for p in (PROBES / sequential["launch"]).glob("run*.json")]
+    assert sorted(runs) == [0, 1, 2, 3, 4, 4, 5]  # runs 3 and 5, completed in the first attempt, were skipped
+
+
+def test_parallel_runs_on_slurm_24_get_their_own_gpu_too(sandbox_trixie, tmp_path: Path) -> None:
+    """The same on the trixie sandbox: Slurm 24.11 without accounting (states from the exit records)."""
+    got = _launch(sandbox_trixie, tmp_path, "--parallel-per-job", "2", "--gpus", "2",
+                  probes=sandbox_trixie.dir / "root" / PROBES.relative_to("/"))  # its /tmp is the chroot's
+    records = {r["run"]: r for r in got["records"]}
+    assert sorted(records) == [0, 1, 2, 3, 4, 5]
+    assert all(records[r]["cvd"] != records[r + 1]["cvd"] for r in (0, 2, 4))
+    assert {r["run"]: r["state"] for r in got["rows"]} == {0: "COMPLETED", 1: "COMPLETED", 2: "COMPLETED",
+                                                           3: "COMPLETED", 4: "FAILED", 5: "COMPLETED"}
