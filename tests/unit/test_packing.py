@@ -108,7 +108,9 @@ def test_a_packed_task_runs_its_runs_one_after_another_each_with_its_own_log_and
     assert "probe run=4 done" in run4 and "run=3" not in run4  # a run's log holds only its output
     assert "ValueError: run 4 was told to fail" in (cluster.log_dir / "100_1.r4.err").read_text()
     assert "ValueError" not in (cluster.log_dir / "100_1.r3.err").read_text()
-    assert "atlas-sweeps: run 4 exited 5" in (cluster.log_dir / "100_1.err").read_text()
+    task_err = (cluster.log_dir / "100_1.err").read_text()
+    assert "atlas-sweeps: run 4 exited 5" in task_err
+    assert "[run 4] ValueError: run 4 was told to fail" in task_err  # where status finds the task's cause
 
 
 def test_a_requeued_or_retried_task_skips_the_runs_that_completed(tmp_path: Path) -> None:
@@ -118,6 +120,7 @@ def test_a_requeued_or_retried_task_skips_the_runs_that_completed(tmp_path: Path
     runs = [r["run"] for r in cluster.records()]
     assert runs.count(0) == 1 and runs.count(2) == 1 and runs.count(1) == 2  # only the failed one again
     assert "run 0 completed before: skipped" in (cluster.log_dir / "200_0.err").read_text()
+    assert [cluster.run_exit("200", 0, r) for r in (0, 1, 2)] == ["0", "5", "0"]  # the retry's records say so
 
 
 def test_parallel_runs_overlap_each_on_its_own_gpus(tmp_path: Path) -> None:
