@@ -145,3 +145,40 @@ def test_parallel_runs_on_slurm_24_get_their_own_gpu_too(sandbox_trixie, tmp_pat
     assert all(records[r]["cvd"] != records[r + 1]["cvd"] for r in (0, 2, 4))
     assert {r["run"]: r["state"] for r in got["rows"]} == {0: "COMPLETED", 1: "COMPLETED", 2: "COMPLETED",
                                                            3: "COMPLETED", 4: "FAILED", 5: "COMPLETED"}
+
+
+def test_a_requeued_packed_task_does_not_rerun_its_completed_runs(sandbox, tmp_path: Path) -> None:
+    PROBES.mkdir(exist_ok=True)
+    PROBES.chmod(0o1777)
+    state = tmp_path / "state"
+    out = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--runs-per-job", "3", "--json"], state=state)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    launch, job = result["launch"], result["sweeps"][0]["jobs"][0]["job_id"]
+    log_dir = Path(f"/home/{sandbox.user}/atlas-sweeps/logs/{launch}/pack_probe")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # run 0 of task 0 completed, run 1 runs
+        records = {p.name: p.read_text().strip() for p in log_dir.glob(f"{job}_0.r*.exit")}
+        if records.get(f"{job}_0.r0.exit") == "0" and records.get(f"{job}_0.r1.exit") == "R":
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"run 1 of {job}_0 never started: {records}")
+    requeue = subprocess.run(["scontrol", "requeue", f"{job}_0"], env=sandbox.slurm_env, capture_output=True, text=True)
+    assert requeue.returncode == 0, requeue.stderr
+    # A requeued job waits about two minutes (BeginTime) before it may start again: let it start now.
+    for _ in range(40):
+        reason = subprocess.run(["squeue", "-h", "-j", f"{job}_0", "-o", "%r"], env=sandbox.slurm_env,
+                                capture_output=True, text=True).stdout.strip()
+        if reason == "BeginTime":
+            subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], env=sandbox.slurm_env,
+                           check=True, capture_output=True)
+            break
+        time.sleep(0.5)
+    done = run_cli(["status", "--wait", "--json", "--interval", "2", "--timeout", "240", "--launch", launch],
+                   state=state, timeout=300)
+    rows = {t["run"]: t for la in json.loads(done.stdout)["launches"] for s in la["sweeps"] for t in s["tasks"]}
+    assert [rows[r]["state"] for r in range(6)] == ["COMPLETED"] * 4 + ["FAILED", "COMPLETED"], done.stderr
+    ran = sorted(json.loads(p.read_text())["run"] for p in (PROBES / launch).glob("run*.json"))
+    assert ran == [0, 1, 2, 3, 4, 5]  # run 0 once (run 1 was killed before it wrote its record, then ran again)
+    assert "run 0 completed before: skipped" in (log_dir / f"{job}_0.err").read_text()
