@@ -5,7 +5,7 @@ A packed task runs P lanes side by side; lane ``l`` runs the task's runs ``first
 after another. Each run has its own files in the sweep's log directory, beside the task's:
 
     <array>_<task>.r<run>.out / .err   the run's stdout and stderr
-    <array>_<task>.r<run>.exit         ``R`` while it runs, then its exit code
+    <array>_<task>.r<run>.exit         ``R START`` while it runs, then ``CODE START END`` (epoch seconds)
 
 A run whose exit record says 0 under any array id (a requeued or retried task) is skipped. The task exits
 with the first failing run's code (0 when every run completed), so Slurm's own state stays meaningful.
@@ -111,13 +111,13 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         'atlas_pack_id="${SLURM_ARRAY_JOB_ID:-0}_${SLURM_ARRAY_TASK_ID:-0}"',
         'IFS=, read -r -a atlas_pack_gpus <<< "${CUDA_VISIBLE_DEVICES:-}"',
         "atlas_pack_run() {  # RUN LANE: one run with its own log files and exit record",
-        '  local run=$1 lane=$2 base rec code=0 pid',
+        '  local run=$1 lane=$2 base rec code=0 pid start',
         '  base="$atlas_pack_log/$atlas_pack_id.r$run"; rec="$base.exit"',
-        '  if grep -qsx 0 -- "$atlas_pack_log"/*_*.r"$run".exit; then',
+        '  if grep -qs "^0\\( \\|$\\)" -- "$atlas_pack_log"/*_*.r"$run".exit; then',
         '    echo "atlas-sweeps: run $run completed before: skipped" >&2',
         "    printf '0\\n' > \"$rec\"; return 0  # this array's record says so too",
         "  fi",
-        "  printf 'R\\n' > \"$rec\"",
+        '  start=$(date +%s); printf "R %s\\n" "$start" > "$rec"',
         '  echo "atlas-sweeps: run $run started (lane $lane)" >&2',
         "  (",
         "    task=$run",
@@ -129,7 +129,7 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         '  ) > "$base.out" 2> "$base.err" &',
         "  pid=$!",
         '  wait "$pid" || code=$?',
-        "  printf '%s\\n' \"$code\" > \"$rec\"",
+        '  printf "%s %s %s\\n" "$code" "$start" "$(date +%s)" > "$rec"',
         '  echo "atlas-sweeps: run $run exited $code" >&2',
         "  # A failed run's last lines also go to the task's .err, where status finds why the task failed.",
         '  if [ "$code" -ne 0 ]; then tail -n 20 -- "$base.err" 2>/dev/null | sed "s/^/[run $run] /" >&2 || true; fi',

@@ -109,7 +109,9 @@ def result_document(result: LaunchResult) -> dict[str, Any]:
                                              "dirty": launch.git_dirty},
         "sweeps": [{"name": s.name, "tags": list(s.tags), "sweep_id": s.sweep_id, "url": s.url, "runs": s.runs,
                     "log_dir": s.log_dir, "jobs": jobs_by_sweep.get(s.name, [])} for s in result.sweeps],
-        "totals": {"runs": launch.total_runs, "gpu_hours": launch.total_hours},
+        "totals": {"runs": launch.total_runs, "gpu_hours": launch.total_hours,
+                   "array_tasks": sum(j.task_count for j in result.jobs)},
+        "packing": {k: launch.options.get(k) or 1 for k in ("runs_per_job", "parallel_per_job")},
         "remote_calls": result.remote_calls,
         "snapshot_files_transferred": result.snapshot_files,
     }
@@ -134,6 +136,11 @@ def print_result(console: Console, result: LaunchResult) -> None:
     log_dirs = {s.log_dir.rsplit("/", 1)[0] for s in result.sweeps if s.log_dir}
     for log_dir in sorted(log_dirs):
         console.print(f"logs: {log_dir}/<sweep>/<job>_<task>.out|.err", highlight=False)
+    per_task = launch.options.get("runs_per_job") or 1
+    if per_task > 1:
+        console.print(f"packed: {sum(j.task_count for j in result.jobs)} array task(s) of {per_task} runs, "
+                      f"{launch.options.get('parallel_per_job') or 1} at once; each run's own log: "
+                      "<job>_<task>.r<run>.out|.err (atlas-sweeps tail JOB_TASK --run N)", highlight=False)
     for line in totals_lines(launch.total_runs, launch.total_hours):
         console.print(line)
     first = result.jobs[0].job_id + "_0" if result.jobs else "JOBID"

@@ -148,7 +148,7 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                 for run in packing.runs_of(index, sweep.runs) if packing else (index,):
                     state, line = task_state, log_lines.get(key, "")
                     if packing:
-                        state = run_state(task_state, (run_records or {}).get((job.job_id, task, run)))
+                        state = run_state(task_state, (run_records or {}).get((job.job_id, task, run)), now=polled)
                         line = (run_logs or {}).get((job.job_id, task, run), "")
                     params = sweep.run_params[run] if run < len(sweep.run_params) else None
                     before = rows.pop(run, None)

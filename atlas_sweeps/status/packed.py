@@ -1,9 +1,10 @@
 """``status`` of packed tasks (pure): the runs' own exit records (``launch/packing.py``) read by the same grep
 as the tasks' ones, each run's state from its record and its task's Slurm state, and one row per run.
 
-A run's record says ``R`` while it runs and its exit code once it ended. Its state:
+A run's record says ``R START`` while it runs and ``CODE START END`` once it ended (``0`` alone: skipped, it
+had completed before). Its state, with its own elapsed time where the record tells it:
 
-    record 0 → COMPLETED;  other code → FAILED (its exit code);
+    code 0 → COMPLETED;  other code → FAILED (its exit code);
     R        → its task's state while the task is active (RUNNING), else the task's final one (killed with it);
     none     → PENDING while the task is active (waiting for its turn, or its task still pending), else the
                task's final state (COMPLETED tasks only end after every run did)."""
@@ -31,8 +32,9 @@ def parse_run_exit_files(text: str, *, job_id: str) -> dict[RunKey, str]:
         stem = name.rsplit("/", 1)[-1].removesuffix(".exit")
         array, _, rest = stem.partition("_")
         task, dot, run = rest.partition(".r")
-        record = record.strip()
-        if array == job_id and dot and task.isdigit() and run.isdigit() and (record.isdigit() or record == RUNNING_MARK):
+        record = " ".join(record.split())
+        first = record.split(" ", 1)[0]
+        if array == job_id and dot and task.isdigit() and run.isdigit() and (first.isdigit() or first == RUNNING_MARK):
             out[(job_id, int(task), int(run))] = record
     return out
 
@@ -70,15 +72,21 @@ def parse_run_log_fact(key: str, value: str) -> dict[RunKey, str]:
     return {(array, int(task), int(run)): value}
 
 
-def run_state(task: TaskState, record: str | None) -> TaskState:
-    """One run's state from its exit record and its task's state (see the module's table)."""
-    if record is not None and record.isdigit():
-        code = int(record)
+def run_state(task: TaskState, record: str | None, *, now: float | None = None) -> TaskState:
+    """One run's state from its exit record and its task's state (see the module's table); ``now`` gives a
+    running run its elapsed time."""
+    words = (record or "").split()
+    times = [int(w) for w in words[1:3] if w.isdigit()]
+    if words and words[0].isdigit():
+        code = int(words[0])
         return replace(task, state="COMPLETED" if code == 0 else "FAILED",
-                       reason="" if code == 0 else "NonZeroExitCode", exit_code=code, source=EXIT_FILE_SOURCE)
+                       reason="" if code == 0 else "NonZeroExitCode", exit_code=code, source=EXIT_FILE_SOURCE,
+                       elapsed=times[1] - times[0] if len(times) == 2 else 0)
     active = category(task.state) in (PENDING, RUNNING) and not is_terminal(task.state)
-    if not active or record == RUNNING_MARK:
-        return task
+    if not active:
+        return replace(task, elapsed=None) if words else task  # killed with its task: how long it ran is unknown
+    if words and words[0] == RUNNING_MARK:
+        return replace(task, elapsed=int(now) - times[0] if times and now else None)
     waiting = category(task.state) == RUNNING  # its task runs others first
     return replace(task, state="PENDING", reason="WaitingInTask" if waiting else task.reason, exit_code=None,
                    elapsed=None)

@@ -46,7 +46,8 @@ def _launch(sandbox, state: Path, *extra: str, probes: Path = PROBES) -> dict:
     rows = [t for launch in doc["launches"] for s in launch["sweeps"] for t in s["tasks"]]
     records = [json.loads(p.read_text()) for p in (probes / result["launch"]).glob("run*.json")]
     return {"launch": result["launch"], "job_id": result["sweeps"][0]["jobs"][0]["job_id"], "rows": rows,
-            "records": sorted(records, key=lambda r: r["run"]), "state": state, "doc": doc, "early": early}
+            "records": sorted(records, key=lambda r: r["run"]), "state": state, "doc": doc, "early": early,
+            "result": result}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,9 @@ def test_runs_per_job_runs_every_run_once_in_two_tasks_each_row_its_own_state(se
     assert [r["run"] for r in sequential["records"]] == [0, 1, 2, 3, 4, 5]  # each run ran once
     assert [r["run"] for r in rows] == [0, 1, 2, 3, 4, 5]  # status: one row per run
     assert [r["job_id"] for r in rows] == [f"{job}_0"] * 3 + [f"{job}_1"] * 3  # two array tasks
+    launched = sequential["result"]
+    assert launched["totals"]["array_tasks"] == 2 and launched["sweeps"][0]["jobs"][0]["array"] == "0-1"
+    assert launched["packing"] == {"runs_per_job": 3, "parallel_per_job": 1}
     by_run = {r["run"]: r for r in rows}
     assert by_run[4]["state"] == "FAILED" and by_run[4]["exit_code"] == 5
     assert "ValueError: run 4 was told to fail" in (by_run[4]["error"] or "")
@@ -158,7 +162,7 @@ def test_a_requeued_packed_task_does_not_rerun_its_completed_runs(sandbox, tmp_p
     log_dir = Path(f"/home/{sandbox.user}/atlas-sweeps/logs/{launch}/pack_probe")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # run 0 of task 0 completed, run 1 runs
-        records = {p.name: p.read_text().strip() for p in log_dir.glob(f"{job}_0.r*.exit")}
+        records = {p.name: (p.read_text().split() or [""])[0] for p in log_dir.glob(f"{job}_0.r*.exit")}
         if records.get(f"{job}_0.r0.exit") == "0" and records.get(f"{job}_0.r1.exit") == "R":
             break
         time.sleep(0.5)

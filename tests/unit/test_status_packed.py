@@ -46,6 +46,15 @@ def test_a_runs_state_comes_from_its_record_and_its_tasks_state(task: str, recor
     assert state.slurm_id == "7_0"  # a run shows the task it runs in
 
 
+def test_a_runs_elapsed_time_comes_from_its_record() -> None:
+    assert run_state(_task("RUNNING"), "0 100 145").elapsed == 45  # not its task's 30
+    assert run_state(_task("RUNNING"), "0").elapsed == 0  # skipped: it completed before
+    assert run_state(_task("RUNNING"), "R 100", now=112.5).elapsed == 12
+    assert run_state(_task("TIMEOUT"), "R 100", now=112.5).elapsed is None
+    assert parse_run_exit_files("7_0.r1.exit:5 100  145\n7_0.r2.exit:R 100\n", job_id="7") == {
+        ("7", 0, 1): "5 100 145", ("7", 0, 2): "R 100"}
+
+
 def test_the_poll_reads_run_records_and_the_running_runs_last_lines(tmp_path: Path) -> None:
     squeue = tmp_path / "bin" / "squeue"  # an empty queue; no sacct: a cluster without accounting
     squeue.parent.mkdir()
@@ -53,7 +62,7 @@ def test_the_poll_reads_run_records_and_the_running_runs_last_lines(tmp_path: Pa
     squeue.chmod(0o755)
     logs = tmp_path / "logs dir"
     logs.mkdir()
-    files = {"7_0.r0.exit": "0\n", "7_0.r0.out": "finished\n", "7_0.r1.exit": "R\n",
+    files = {"7_0.r0.exit": "0 10 20\n", "7_0.r0.out": "finished\n", "7_0.r1.exit": "R 15\n",
              "7_0.r1.out": "epoch 1\n\nepoch 2 loss=0.3\n", "7_1.exit": "5\n", "7_1.r3.exit": "5\n"}
     for name, text in files.items():
         (logs / name).write_text(text)
@@ -62,7 +71,7 @@ def test_the_poll_reads_run_records_and_the_running_runs_last_lines(tmp_path: Pa
     out = subprocess.run(["bash", "-s"], input=poll_script([query]), capture_output=True, text=True, check=True,
                          env={"PATH": f"{squeue.parent}:/usr/bin:/bin"}).stdout
     result = parse_poll(out, job_ids=["7"])
-    assert result.run_exits == {("7", 0, 0): "0", ("7", 0, 1): "R", ("7", 1, 3): "5"}
+    assert result.run_exits == {("7", 0, 0): "0 10 20", ("7", 0, 1): "R 15", ("7", 1, 3): "5"}
     assert result.run_logs == {("7", 0, 1): "epoch 2 loss=0.3"}  # only running runs' logs are read
     assert result.exit_codes == {("7", 1): 5}  # the tasks' own records are read as before
     unpacked = poll_script([ArrayQuery(job_id="7", job_name="x", task_count=2, output=f"{logs}/%A_%a.out",
