@@ -140,11 +140,16 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
         from atlas_sweeps.remote.rsync_version import require_local_rsync
 
         require_local_rsync()  # before any login prompt: a Mac's rsync 2.6.9 is refused with the fix
+    # The packing asked for (the profile's as default), recorded as it takes effect: status and --resume read it.
+    from_profile = [k for k in ("runs_per_job", "parallel_per_job") if not getattr(options, k) and getattr(profile, k)]
+    packing = packing_of(runs_per_job=options.runs_per_job or profile.runs_per_job,
+                         parallel_per_job=options.parallel_per_job or profile.parallel_per_job,
+                         where=f"{' and '.join(from_profile)} from cluster profile '{profile.name}'" if from_profile else "")
+    options = replace(options, runs_per_job=packing.runs_per_job, parallel_per_job=packing.parallel)
     plan = build_plan(composite, backend=backend, expand=make_backend(backend, dry_run=True).expands_runs,
                       nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
-                      interpreter=profile.interpreter,
-                      packing=packing_of(runs_per_job=options.runs_per_job, parallel_per_job=options.parallel_per_job))
+                      interpreter=profile.interpreter, packing=packing)
     plan = without_runs(plan, options.skip)
     return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
                     template=template, backend=backend, backend_notice=notice, project=str(project),
@@ -252,8 +257,7 @@ class Launcher:
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
                      "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
                      "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip,
-                     # the effective packing (--parallel-per-job P alone packs P runs): status reads it
-                     **packing_of(runs_per_job=opts.runs_per_job, parallel_per_job=opts.parallel_per_job).to_options()},
+                     "runs_per_job": opts.runs_per_job, "parallel_per_job": opts.parallel_per_job},
         )
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:

@@ -163,3 +163,16 @@ def test_wandb_agents_in_one_task_split_its_count_and_its_gpus(tmp_path: Path) -
 def test_run_log_files_sit_beside_their_task_log() -> None:
     assert run_log_file("/l/x/100_3.out", run=7) == "/l/x/100_3.r7.out"
     assert run_log_file("/l/x/100_3.err", run=0) == "/l/x/100_3.r0.err"
+
+
+def test_a_profile_may_set_the_packing_defaults_checked_like_the_flags() -> None:
+    from atlas_sweeps.config.profile import _profile_from_table, profile_toml
+    from atlas_sweeps.errors import ConfigError
+
+    profile = _profile_from_table("c", {"runs_per_job": 8, "parallel_per_job": 4}, "/p/c.toml",
+                                  text="runs_per_job = 8\nparallel_per_job = 4\n")
+    assert (profile.runs_per_job, profile.parallel_per_job) == (8, 4)
+    assert "runs_per_job = 8" in profile_toml(profile) and "parallel_per_job = 4" in profile_toml(profile)
+    with pytest.raises(ConfigError) as info:
+        _profile_from_table("c", {"parallel_per_job": 0}, "/p/c.toml", text="parallel_per_job = 0\n")
+    assert info.value.exit_code == 2 and "parallel_per_job = 0" in str(info.value.message)
