@@ -32,13 +32,14 @@ def tail(job: str, stderr: bool, lines: int, run: int | None, cluster: str | Non
     \b
     atlas-sweeps tail 123_4
     atlas-sweeps tail 123_4 --err -n 100
-    atlas-sweeps tail 123_4 --run 13    # one run of a packed task, until the task ends
+    atlas-sweeps tail 123_4 --run 13    # one run of a packed task, until it ends
     """
     from atlas_sweeps import console
     from atlas_sweeps.cli._session import open_session
     from atlas_sweeps.config.profile import load_profile
     from atlas_sweeps.state.store import StateDB
     from atlas_sweeps.status.job_target import resolve_job
+    from atlas_sweeps.status.packed import run_record_of
     from atlas_sweeps.status.refresh import tail_interval
     from atlas_sweeps.status.stored import project_dir_of
     from atlas_sweeps.status.tail import follow, tail_script
@@ -60,7 +61,8 @@ def tail(job: str, stderr: bool, lines: int, run: int | None, cluster: str | Non
     err = console.err()
     printer = TailPrinter(slurm_id=target.slurm_id, out=sys.stdout, err=err)
     script = tail_script(slurm_id=target.slurm_id, path=target.path, lines=lines, stream=stream,
-                         interval=tail_interval(profile.status_interval))
+                         interval=tail_interval(profile.status_interval),
+                         run_record=run_record_of(target.path) if run is not None and target.path else None)
     remote = open_session(profile, accept_new_host_key=accept_new_host_key)
     try:
         final = follow(remote, script, on_event=printer)
@@ -72,7 +74,7 @@ def tail(job: str, stderr: bool, lines: int, run: int | None, cluster: str | Non
         remote.close()
     printer.end_redraw()
     seen = None
-    if target.launch is not None:
+    if target.launch is not None and run is None:  # a run's end is its own, not its task's
         seen = {s.slurm_id: s for s in db.task_states(target.launch.id)}.get(target.slurm_id)
     return tail_result(final, job=job, slurm_id=target.slurm_id, cluster=profile.name, seen=seen, err=err)
 

@@ -108,11 +108,35 @@ def run_log_path(task_log: str, *, task_index: int, runs_per_job: int, runs: int
     return run_log_file(task_log, run=run)
 
 
+def run_record_of(run_log: str) -> str:
+    """The exit record beside a run's log: ``X/123_4.r7.out`` (or ``.err``) → ``X/123_4.r7.exit``."""
+    return run_log.rpartition(".")[0] + ".exit"
+
+
+def run_end_lines(record: str | None) -> list[str]:
+    """Bash for ``tail --run``'s script: ``run_ended`` ends the tail (after the log's last lines) with the
+    run's own state and exit code once its exit record holds them."""
+    if record is None:
+        return []
+    return [
+        f"record={shlex.quote(record)}",
+        "run_ended() {",
+        "  local rc",
+        "  rc=$(awk 'NR == 1 && $1 ~ /^[0-9]+$/ {print $1}' \"$record\" 2>/dev/null)",
+        '  [ -n "$rc" ] || return 0',
+        "  stop_tail",
+        '  if [ -z "$tailpid" ] && [ -r "$file" ]; then tail -n "$n" -- "$file" | prefix 0; fi',
+        '  if [ "$rc" = 0 ]; then emit final "COMPLETED||0:0"; else emit final "FAILED|NonZeroExitCode|$rc:0"; fi',
+        "  exit 0",
+        "}",
+    ]
+
+
 def packed_runs(launch_options: Mapping[str, Any] | None) -> int:
     """Runs per array task of a launch (1: not packed), as ``launch`` recorded its options."""
     value = (launch_options or {}).get("runs_per_job")
     return value if isinstance(value, int) and value > 1 else 1
 
 
-__all__ = ["RUNNING_MARK", "RUN_LOG_FACT", "RunKey", "packed_runs", "run_log_path", "parse_run_exit_files", "parse_run_log_fact",
+__all__ = ["RUNNING_MARK", "RUN_LOG_FACT", "RunKey", "packed_runs", "run_end_lines", "run_log_path", "run_record_of", "parse_run_exit_files", "parse_run_log_fact",
            "run_log_lines", "run_state"]

@@ -93,9 +93,12 @@ def test_while_a_packed_task_runs_its_runs_show_running_and_waiting_with_their_o
 def test_tail_of_one_run_shows_only_that_runs_output(sequential: dict) -> None:
     job = sequential["job_id"]
     out = run_cli(["tail", f"{job}_1", "--run", "4", "-n", "20"], state=sequential["state"])
-    assert out.returncode == 5, out.stderr  # the task's code: its failed run's
+    assert out.returncode == 5, out.stderr  # the run's own exit code
     assert "probe run=4 starts" in out.stdout and "probe run=4 done" in out.stdout
     assert "run=3" not in out.stdout and "run=5" not in out.stdout
+    three = run_cli(["tail", f"{job}_1", "--run", "3"], state=sequential["state"])
+    assert three.returncode == 0 and "COMPLETED" in three.stderr, three.stderr  # its own end, not its task's
+    assert three.stdout.splitlines()[-1] == "probe run=3 done"
     err = run_cli(["tail", f"{job}_1", "--run", "4", "--err"], state=sequential["state"])
     assert "ValueError: run 4 was told to fail" in err.stdout
     wrong = run_cli(["tail", f"{job}_1", "--run", "0"], state=sequential["state"])
@@ -186,3 +189,20 @@ def test_a_requeued_packed_task_does_not_rerun_its_completed_runs(sandbox, tmp_p
     ran = sorted(json.loads(p.read_text())["run"] for p in (PROBES / launch).glob("run*.json"))
     assert ran == [0, 1, 2, 3, 4, 5]  # run 0 once (run 1 was killed before it wrote its record, then ran again)
     assert "run 0 completed before: skipped" in (log_dir / f"{job}_0.err").read_text()
+
+
+def test_tail_of_a_running_run_ends_with_the_run_while_its_task_runs_on(sandbox, tmp_path: Path) -> None:
+    PROBES.mkdir(exist_ok=True)
+    PROBES.chmod(0o1777)
+    out = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--runs-per-job", "3", "--json"],
+                  state=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    job = result["sweeps"][0]["jobs"][0]["job_id"]
+    tail = run_cli(["tail", f"{job}_0", "--run", "0"], state=tmp_path, timeout=120)
+    assert tail.returncode == 0, tail.stderr
+    assert tail.stdout.splitlines() == ["probe run=0 starts", "probe run=0 done"]
+    task = subprocess.run(["squeue", "-h", "-j", f"{job}_0", "-o", "%T"], env=sandbox.slurm_env,
+                          capture_output=True, text=True).stdout.strip()
+    assert task == "RUNNING"  # runs 1 and 2 still to go
+    run_cli(["cancel", result["launch"], "--yes"], state=tmp_path)
