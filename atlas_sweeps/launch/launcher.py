@@ -141,10 +141,11 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
 
         require_local_rsync()  # before any login prompt: a Mac's rsync 2.6.9 is refused with the fix
     # The packing asked for (the profile's as default), recorded as it takes effect: status and --resume read it.
-    from_profile = [k for k in ("runs_per_job", "parallel_per_job") if not getattr(options, k) and getattr(profile, k)]
-    packing = packing_of(runs_per_job=options.runs_per_job or profile.runs_per_job,
-                         parallel_per_job=options.parallel_per_job or profile.parallel_per_job,
-                         where=f"{' and '.join(from_profile)} from cluster profile '{profile.name}'" if from_profile else "")
+    asked = {k: getattr(options, k) if getattr(options, k) is not None else getattr(profile, k)
+             for k in ("runs_per_job", "parallel_per_job")}
+    from_profile = [k for k in asked if getattr(options, k) is None and getattr(profile, k) is not None]
+    packing = packing_of(**asked, where=f"{' and '.join(from_profile)} from cluster profile '{profile.name}'"
+                         if from_profile else "")
     options = replace(options, runs_per_job=packing.runs_per_job, parallel_per_job=packing.parallel)
     plan = build_plan(composite, backend=backend, expand=make_backend(backend, dry_run=True).expands_runs,
                       nodes=options.nodes, test_time=options.test_time,

@@ -6,6 +6,7 @@ after another. Each run has its own files in the sweep's log directory, beside t
 
     <array>_<task>.r<run>.out / .err   the run's stdout and stderr
     <array>_<task>.r<run>.exit         ``R START`` while it runs, then ``CODE START END`` (epoch seconds)
+                                       and ``L <its log's last line>``
 
 A run whose exit record says 0 under any array id (a requeued or retried task) is skipped. The task exits
 with the first failing run's code (0 when every run completed), so Slurm's own state stays meaningful.
@@ -129,7 +130,10 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         '  ) > "$base.out" 2> "$base.err" &',
         "  pid=$!",
         '  wait "$pid" || code=$?',
-        '  printf "%s %s %s\\n" "$code" "$start" "$(date +%s)" > "$rec"',
+        # The record: its code and times, then its log's last line (what status shows once it ended).
+        '  { printf "%s %s %s\\n" "$code" "$start" "$(date +%s)"',
+        """    printf 'L %s\\n' "$(tail -c 4096 -- "$base.out" 2>/dev/null | tr '\\r' '\\n' """
+        """| grep -v '^[[:space:]]*$' | tail -n 1 | head -c 300)"; } > "$rec\"""",
         '  echo "atlas-sweeps: run $run exited $code" >&2',
         "  # A failed run's last lines also go to the task's .err, where status finds why the task failed.",
         '  if [ "$code" -ne 0 ]; then tail -n 20 -- "$base.err" 2>/dev/null | sed "s/^/[run $run] /" >&2 || true; fi',

@@ -23,20 +23,35 @@ RUNNING_MARK = "R"
 RunKey = tuple[str, int, int]  # (array job id, task, run)
 
 
-def parse_run_exit_files(text: str, *, job_id: str) -> dict[RunKey, str]:
-    """``grep``'s ``<array>_<task>.r<run>.exit:<record>`` lines (beside the tasks' own ``.exit`` lines, which
-    this leaves out) as ``(array, task, run) → record``."""
-    out: dict[RunKey, str] = {}
+def _record_lines(text: str, *, job_id: str) -> list[tuple[RunKey, str]]:
+    """``grep``'s ``<array>_<task>.r<run>.exit:<line>`` lines of array ``job_id`` as ``(run key, line)``,
+    the tasks' own ``.exit`` lines left out."""
+    out = []
     for line in text.splitlines():
-        name, _, record = line.partition(":")
+        name, _, content = line.partition(":")
         stem = name.rsplit("/", 1)[-1].removesuffix(".exit")
         array, _, rest = stem.partition("_")
         task, dot, run = rest.partition(".r")
-        record = " ".join(record.split())
-        first = record.split(" ", 1)[0]
-        if array == job_id and dot and task.isdigit() and run.isdigit() and (first.isdigit() or first == RUNNING_MARK):
-            out[(job_id, int(task), int(run))] = record
+        if array == job_id and dot and task.isdigit() and run.isdigit():
+            out.append(((job_id, int(task), int(run)), content))
     return out
+
+
+def parse_run_exit_files(text: str, *, job_id: str) -> dict[RunKey, str]:
+    """The runs' exit records (``R START`` or ``CODE START END``) in the poll's grep of exit files."""
+    out: dict[RunKey, str] = {}
+    for key, content in _record_lines(text, job_id=job_id):
+        record = " ".join(content.split())
+        first = record.split(" ", 1)[0]
+        if first.isdigit() or first == RUNNING_MARK:
+            out[key] = record
+    return out
+
+
+def parse_run_last_lines(text: str, *, job_id: str) -> dict[RunKey, str]:
+    """The last log lines ended runs wrote into their exit records (``L <line>``)."""
+    return {key: content[2:].strip() for key, content in _record_lines(text, job_id=job_id)
+            if content.startswith("L ") and content[2:].strip()}
 
 
 RUN_LOG_FACT = "runlog:"
@@ -138,5 +153,5 @@ def packed_runs(launch_options: Mapping[str, Any] | None) -> int:
     return value if isinstance(value, int) and value > 1 else 1
 
 
-__all__ = ["RUNNING_MARK", "RUN_LOG_FACT", "RunKey", "packed_runs", "run_end_lines", "run_log_path", "run_record_of", "parse_run_exit_files", "parse_run_log_fact",
-           "run_log_lines", "run_state"]
+__all__ = ["RUNNING_MARK", "RUN_LOG_FACT", "RunKey", "packed_runs", "parse_run_exit_files", "parse_run_last_lines",
+           "parse_run_log_fact", "run_end_lines", "run_log_lines", "run_log_path", "run_record_of", "run_state"]

@@ -20,6 +20,7 @@ from atlas_sweeps.status.packed import (
     RUN_LOG_FACT,
     RunKey,
     parse_run_exit_files,
+    parse_run_last_lines,
     parse_run_log_fact,
     run_log_lines,
 )
@@ -195,6 +196,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
         elif key.startswith("exits:"):
             exit_codes.update(parse_exit_files(value, job_id=key[6:]))
             run_exits.update(parse_run_exit_files(value, job_id=key[6:]))
+            run_logs.update(parse_run_last_lines(value, job_id=key[6:]))
         else:
             values[key] = value
     if "squeue_error" in values:

@@ -73,6 +73,7 @@ def test_runs_per_job_runs_every_run_once_in_two_tasks_each_row_its_own_state(se
     assert "ValueError: run 4 was told to fail" in (by_run[4]["error"] or "")
     assert all(by_run[r]["state"] == "COMPLETED" and by_run[r]["exit_code"] == 0 and not by_run[r]["error"]
                for r in (0, 1, 2, 3, 5))
+    assert all(by_run[r]["log_line"] == f"probe run={r} done" for r in range(6))  # each run's own last line
     counts = sequential["doc"]["launches"][0]["sweeps"][0]["counts"]
     assert counts["done"] == 5 and counts["failed"] == 1 and counts["total"] == 6
     # One after another within a task: run 1 starts after run 0 ended.

@@ -76,12 +76,14 @@ class _Cluster:
             Path(path).write_bytes(data)
         self.out = tmp_path / "out"
 
-    def run_task(self, task: int, *, array: str = "100", gpus: str | None = None) -> int:
+    def run_task(self, task: int, *, array: str = "100", gpus: str | None = None, offset: int = 0) -> int:
         script = "\n".join(["set -eo pipefail", "set -u", *exit_record(str(self.log_dir)), *self.job.preamble,
                             self.job.command]) + "\n"
         env = {"PATH": os.environ["PATH"], "SLURM_ARRAY_JOB_ID": array, "SLURM_ARRAY_TASK_ID": str(task)}
         if gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpus
+        if offset:  # a later chunk of a sweep cut at MaxArraySize
+            env["ATLAS_TASK_OFFSET"] = str(offset)
         with open(self.log_dir / f"{array}_{task}.out", "w") as out, open(self.log_dir / f"{array}_{task}.err", "w") as err:
             return subprocess.run(["bash", "-c", script], env=env, stdout=out, stderr=err, timeout=60).returncode
 
@@ -90,8 +92,11 @@ class _Cluster:
 
     def run_exit(self, array: str, task: int, run: int) -> str:
         """The run's exit code as its record says (``CODE START END``; ``0`` alone for a skipped run)."""
-        code, *times = (self.log_dir / f"{array}_{task}.r{run}.exit").read_text().split()
+        first, *rest = (self.log_dir / f"{array}_{task}.r{run}.exit").read_text().splitlines()
+        code, *times = first.split()
         assert len(times) in (0, 2) and times == sorted(times)
+        if times:  # then the last line of its log, for status once it ended
+            assert rest == [f"L probe run={run} done"]
         return code
 
 
@@ -176,3 +181,10 @@ def test_a_profile_may_set_the_packing_defaults_checked_like_the_flags() -> None
     with pytest.raises(ConfigError) as info:
         _profile_from_table("c", {"parallel_per_job": 0}, "/p/c.toml", text="parallel_per_job = 0\n")
     assert info.value.exit_code == 2 and "parallel_per_job = 0" in str(info.value.message)
+
+
+def test_a_later_chunks_task_runs_the_runs_of_its_place_in_the_sweep(tmp_path: Path) -> None:
+    cluster = _Cluster(tmp_path, _sweep(tmp_path, 8, Packing(3, 1)))
+    assert cluster.job.tasks == 3
+    assert cluster.run_task(0, array="300", offset=2) == 0  # task 2 of the sweep: runs 6 and 7 (8 runs only)
+    assert [r["run"] for r in cluster.records()] == [6, 7]

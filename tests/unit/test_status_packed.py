@@ -62,7 +62,7 @@ def test_the_poll_reads_run_records_and_the_running_runs_last_lines(tmp_path: Pa
     squeue.chmod(0o755)
     logs = tmp_path / "logs dir"
     logs.mkdir()
-    files = {"7_0.r0.exit": "0 10 20\n", "7_0.r0.out": "finished\n", "7_0.r1.exit": "R 15\n",
+    files = {"7_0.r0.exit": "0 10 20\nL finished\n", "7_0.r0.out": "finished\n", "7_0.r1.exit": "R 15\n",
              "7_0.r1.out": "epoch 1\n\nepoch 2 loss=0.3\n", "7_1.exit": "5\n", "7_1.r3.exit": "5\n"}
     for name, text in files.items():
         (logs / name).write_text(text)
@@ -72,7 +72,8 @@ def test_the_poll_reads_run_records_and_the_running_runs_last_lines(tmp_path: Pa
                          env={"PATH": f"{squeue.parent}:/usr/bin:/bin"}).stdout
     result = parse_poll(out, job_ids=["7"])
     assert result.run_exits == {("7", 0, 0): "0 10 20", ("7", 0, 1): "R 15", ("7", 1, 3): "5"}
-    assert result.run_logs == {("7", 0, 1): "epoch 2 loss=0.3"}  # only running runs' logs are read
+    # A running run's log is read; an ended one's last line is in its record.
+    assert result.run_logs == {("7", 0, 1): "epoch 2 loss=0.3", ("7", 0, 0): "finished"}
     assert result.exit_codes == {("7", 1): 5}  # the tasks' own records are read as before
     unpacked = poll_script([ArrayQuery(job_id="7", job_name="x", task_count=2, output=f"{logs}/%A_%a.out",
                                        submitted=time.time())])
