@@ -69,3 +69,29 @@ def test_the_reasons_nothing_is_left() -> None:
     assert idle_reason("running", 6, 6) == "no runs left (6 of 6 handed out)"
     assert idle_reason("Finished", 1, 6) == "sweep finished"
     assert idle_reason("PENDING", 0, 0) == ""  # not started yet, unbounded: agents may get runs
+
+
+def test_the_wandb_job_script_ends_before_its_agent_when_the_sweep_finished(wandb_standin: StandinServer,
+                                                                             tmp_path: Path) -> None:
+    from atlas_sweeps.backends.base import CreatedSweep
+    from atlas_sweeps.backends.wandb.backend import WandbBackend
+    from atlas_sweeps.config.profile import Profile
+    from atlas_sweeps.config.templates import load_template
+    from atlas_sweeps.launch.jobs import prepare_sweep
+    from atlas_sweeps.launch.layout import LaunchLayout
+    from tests.unit.test_wandb_backend import _plan, _run_job
+
+    path = _sweep(wandb_standin, _GRID, state="FINISHED")
+    prepared = prepare_sweep(_plan(nodes=2)[0], CreatedSweep(sweep_id=path),
+                             backend=WandbBackend(base_url=wandb_standin.base_url), profile=Profile(name="t"),
+                             layout=LaunchLayout(root=str(tmp_path / "remote"), launch_id="L1"),
+                             template=load_template(None), launch_id="L1", project="gate", entity=None,
+                             max_array_size=1001)
+    netrc = tmp_path / ".netrc"  # the cluster user's own `wandb login` (the job runs with HOME=tmp_path)
+    netrc.write_text(f"machine {wandb_standin.host}:{wandb_standin.port}\n  login user\n  password {wandb_standin.api_key}\n")
+    netrc.chmod(0o600)
+    result = _run_job(tmp_path, prepared.script_text, prepared.files, agent='echo AGENT-STARTS\n', task=0)
+    assert result.returncode == 0 and "AGENT-STARTS" not in result.stdout
+    assert "sweep finished; nothing left to run, the agent is not started" in result.stderr
+    assert "wandb agent exited" not in result.stderr
+    assert not list(tmp_path.glob("atlas-sweeps.*")), "the wrapper dir is removed"

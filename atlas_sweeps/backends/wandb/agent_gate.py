@@ -6,7 +6,6 @@ uses the cluster user's own credentials (``WANDB_API_KEY`` or their netrc entry)
 
 from __future__ import annotations
 
-import inspect
 import shlex
 from functools import lru_cache
 
@@ -72,6 +71,8 @@ if why:
 @lru_cache(maxsize=1)
 def gate_source() -> str:
     """The gate's python program: ``idle_reason`` itself (one definition) and the query."""
+    import inspect  # only when a job is built: status stays fast
+
     return (f"QUERY = {GATE_QUERY!r}\nNOTHING_LEFT = {NOTHING_LEFT}\n"
             f"{inspect.getsource(idle_reason)}{_GATE_MAIN}")
 
