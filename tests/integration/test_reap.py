@@ -56,7 +56,13 @@ def _queue(ws: WandbWorkspace, job_id: str) -> dict[str, str]:
 
 
 def _status(ws: WandbWorkspace, launch: str, *extra: str) -> dict:
-    result = ws.cli("status", "--once", "--json", "--launch", launch, *extra)
+    """One refresh of ``launch``; again when it failed for a dropped connection (other tests restart the
+    sandbox's sshd), since a refresh that never ran cannot have reaped anything."""
+    for _attempt in range(3):
+        result = ws.cli("status", "--once", "--json", "--launch", launch, *extra)
+        if result.returncode == 0 or "connection may have dropped" not in result.stdout + result.stderr:
+            break
+        time.sleep(2)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)["launches"][0]
 

@@ -4,7 +4,6 @@ nothing left to run, in one scancel per refresh, and the poller records them as 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from atlas_sweeps.status.model import TaskRow
 from atlas_sweeps.status.poller import Poller
 from atlas_sweeps.status.reap import parse_reap, reap_targets
 from atlas_sweeps.status.report import build_report
+from tests.unit.test_status import _FakeCluster
 
 _SQUEUE = ("21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n"
            "21|1|21|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0\n"
@@ -22,21 +22,17 @@ _SQUEUE = ("21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n"
            "31|0|31|PENDING|Priority||0:00|10:00|N/A|N/A|0\n")
 
 
-class _Cluster:
+class _Cluster(_FakeCluster):
     """bash with stand-in squeue/sacct printing recorded output and a scancel that logs its argv."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.bindir = tmp_path / "bin"
-        self.bindir.mkdir()
+        super().__init__(tmp_path)
         self.scancel_log = tmp_path / "scancel.log"
-        self.calls = 0
         self.answer(squeue=_SQUEUE)
         self.scancel(rc=0)
 
     def answer(self, *, squeue: str, sacct: str = "") -> None:
-        for name, text in {"squeue": squeue, "sacct": sacct}.items():
-            (self.bindir / name).write_text(f"#!/bin/bash\ncat <<'EOF'\n{text}EOF\n")
-            (self.bindir / name).chmod(0o755)
+        super().answer(squeue=squeue, sacct=sacct)
 
     def scancel(self, *, rc: int) -> None:
         (self.bindir / "scancel").write_text(f'#!/bin/bash\necho "$*" >> {self.scancel_log}\n'
@@ -46,17 +42,6 @@ class _Cluster:
     @property
     def scancels(self) -> list[str]:
         return self.scancel_log.read_text().splitlines() if self.scancel_log.exists() else []
-
-    def describe(self) -> str:
-        return "bash here"
-
-    def run_script(self, script: str, *, timeout: float):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        return subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, check=True,
-                              timeout=timeout, env={"PATH": f"{self.bindir}:/usr/bin:/bin"})
-
-    def close(self) -> None:
-        pass
 
 
 class _Backend:
@@ -100,7 +85,7 @@ def test_one_refresh_cancels_only_the_pending_tasks_of_the_idle_sweep(tmp_path: 
     db, cluster = _db(tmp_path), _Cluster(tmp_path)
     poller = _poller(db, cluster, reap=True)
     snapshot = poller.poll([db.launch("L")])  # type: ignore[list-item]
-    assert cluster.calls == 1 and cluster.scancels == ["--state=PENDING -- 21"]
+    assert cluster.scripts == 1 and cluster.scancels == ["--state=PENDING -- 21"]
     launch = snapshot.launches[0]
     rows = {t.state.slurm_id: t for t in launch.tasks}
     assert rows["21_0"].state.state == "RUNNING" and rows["21_0"].diagnosis is None
