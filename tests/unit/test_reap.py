@@ -138,3 +138,19 @@ def test_targets_are_arrays_of_idle_sweeps_not_known_to_be_final() -> None:
     assert [t.why for t in reap_targets([job], sweeps, idle, {})] == ["sweep paused"]
     assert reap_targets([job], sweeps, {"e/p/a": SweepProgress(runs_by_state={})}, {}) == []
     assert parse_reap(None).arrays == frozenset() and parse_reap("0|5 7 |").arrays == {"5", "7"}
+
+
+def test_status_reaps_unless_no_reap_or_the_profile_says_reap_false(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from atlas_sweeps.cli.status import open_poller
+
+    clusters = tmp_path / "xdg" / "atlas-sweeps" / "clusters"
+    clusters.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    db = _db(tmp_path)
+    launch = db.launch("L")
+    assert launch is not None
+    (clusters / "c.toml").write_text('host = "login"\n')
+    assert open_poller(db, [launch], accept_new_host_key=False, reap=True)[0].reap_for(launch)  # status
+    assert not open_poller(db, [launch], accept_new_host_key=False, reap=False)[0].reap_for(launch)  # --no-reap (and ls)
+    (clusters / "c.toml").write_text('host = "login"\n[wandb]\nreap = false\n')
+    assert not open_poller(db, [launch], accept_new_host_key=False, reap=True)[0].reap_for(launch)
