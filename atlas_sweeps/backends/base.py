@@ -39,9 +39,12 @@ class JobCommand:
 
 @dataclass(frozen=True)
 class SweepProgress:
-    """A sweep's runs per state as the backend sees them (W&B: finished, running, failed, crashed, ...)."""
+    """A sweep's runs per state as the backend sees them (W&B: finished, running, failed, crashed, ...), and
+    why an agent starting now would get no run from it ("sweep finished", "sweep paused", "no runs left ...";
+    "" when it may): ``status`` cancels such a sweep's pending agent tasks."""
 
     runs_by_state: dict[str, int]
+    nothing_left: str = ""
 
 
 class SweepBackend(Protocol):

@@ -96,6 +96,7 @@ class Profile:
     wandb_entity: str | None = None
     wandb_project: str | None = None
     wandb_base_url: str | None = None
+    wandb_reap: bool | None = None  # False: status leaves the pending agent tasks of idle sweeps (default: reap)
     excludes: tuple[str, ...] = ()
     status_interval: float = 15.0
     template: str | None = None
@@ -131,7 +132,7 @@ class Profile:
 
 
 _WANDB_KEYS = {"entity": "wandb_entity", "project": "wandb_project", "base_url": "wandb_base_url",
-               "online": "wandb_online"}
+               "online": "wandb_online", "reap": "wandb_reap"}
 _HOST_KEYS = ("host", "port", "user", "identity_file", "known_hosts", "transport", "control_persist", "proxy_jump",
               "proxy_command")
 # Where to connect, which host keys to trust, where the W&B key goes: only the user's own files say that. A
@@ -186,6 +187,7 @@ _CHECKS: dict[str, values.Check] = {
     "wandb.project": _word("myproject"),
     "wandb.base_url": _base_url,
     "wandb.online": values.boolean,
+    "wandb.reap": values.boolean,
 }
 
 

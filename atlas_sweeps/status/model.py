@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from atlas_sweeps.slurm.causes import Diagnosis
+from atlas_sweeps.slurm.causes import REAPED, Diagnosis
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
 from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
@@ -33,6 +33,9 @@ class TaskRow:
 
     @property
     def category(self) -> str:
+        """The state's category; a task reaped because its sweep had nothing left to run counts as done."""
+        if self.diagnosis is not None and self.diagnosis.cause == REAPED:
+            return DONE
         return category(self.state.state)
 
 

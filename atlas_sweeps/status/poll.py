@@ -17,6 +17,7 @@ from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
 from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
 from atlas_sweeps.status.agent_runs import AgentRun, parse_agent_runs
+from atlas_sweeps.status.reap import Reaped, parse_reap, reap_lines
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
 LOG_LINE_BYTES = 300  # per task: the poll's output stays small whatever the logs hold
@@ -52,6 +53,7 @@ class PollResult:
     err_tails: dict[tuple[str, int], str] = field(default_factory=dict)  # tasks that ended and were not exit 0
     err_cut: bool = False  # MAX_ERR_TASKS was reached: some ended tasks' logs were left for the next poll
     agent_runs: dict[tuple[str, int], AgentRun] = field(default_factory=dict)  # W&B: the run each agent is on
+    reaped: Reaped = field(default_factory=lambda: Reaped(arrays=frozenset()))
 
 
 def _awk(template: str) -> str:
@@ -83,8 +85,9 @@ _SACCT_STATES_AWK = (f'NF > 1 {{split(${SACCT_FIELDS.index("State") + 1}, w, " "
 _LOGGED_AWK = _awk(f'{{gsub(/ /, "")}} $STATE == "{LOGGED_STATE}" {{print $ARRAY, $TASK, $JOBID}}')
 
 
-def poll_script(arrays: list[ArrayQuery]) -> str:
-    """The bash run once per refresh for every array of one cluster."""
+def poll_script(arrays: list[ArrayQuery], *, reap: Iterable[str] = ()) -> str:
+    """The bash run once per refresh for every array of one cluster; the pending tasks of the arrays of
+    ``reap`` (sweeps with nothing left to run) are cancelled right after its squeue (``status/reap.py``)."""
     need_spec = " ".join(f"{a.job_id}:{a.task_count}" for a in arrays)
     start = int(min(a.submitted for a in arrays) - 300)
     quote = chr(34)
@@ -98,6 +101,7 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         'rc=$?',
         'if [ "$rc" -ne 0 ]; then emit squeue_error "$(cat "$errf")"; rm -f "$errf"; exit 0; fi',
         'emit squeue "$sq"',
+        *reap_lines(reap),
         # Arrays whose tasks are not all active in squeue: only those need sacct.
         f"need=$(printf '%s\\n' \"$sq\" | awk -F'|' -v spec={shlex.quote(need_spec)} "
         f"-v active={shlex.quote(' '.join(ACTIVE_STATES))} {shlex.quote(_NEED_AWK)})",
@@ -207,7 +211,8 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
             sacct_error = " ".join(values["sacct_error"].split())
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
                       accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
-                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes", agent_runs=agent_runs)
+                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes", agent_runs=agent_runs,
+                      reaped=parse_reap(values.get("reap")))
 
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:

@@ -221,7 +221,7 @@ def test_wrap_prefixes_the_agent_and_no_key_is_in_the_job(tmp_path: Path, monkey
     # the exit-code wrapper must start the container's python, not the host's
     assert "atlas_python=$(singularity exec img.sif sh -c 'command -v python || command -v python3'" in script
     blob = script + "".join(d.decode() for d in files.values())
-    assert "secret_key_" not in blob and "WANDB_API_KEY" not in blob
+    assert "secret_key_" not in blob and "WANDB_API_KEY=" not in blob  # the gate only reads the user's own
 
 
 # -- cluster-side credential check -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepProgress
+from atlas_sweeps.backends.wandb.agent_gate import gate_lines
 from atlas_sweeps.backends.wandb.credentials import (
     app_url,
     check_viewer,
@@ -76,6 +77,7 @@ atlas_finish() {
     failed=$(awk '$2 != 0 {n++; c=$2} END {if (n) print n, c}' "$atlas_bin/exit-codes")
   fi
   [ -n "${atlas_bin:-}" ] && rm -rf "$atlas_bin"
+  if [ -n "${atlas_gated:-}" ]; then return "$code"; fi  # the gate found nothing to run and said so
   if [ "$code" -eq 0 ] && [ -n "$failed" ]; then
     set -- $failed
     echo "atlas-sweeps: $1 of $total run(s) failed (last exit code $2); the job fails with it" >&2
@@ -191,6 +193,9 @@ class WandbBackend:
             # The interpreter the agent's runs will find: inside the container when the profile wraps one.
             (f"atlas_python=$({wrap} sh -c 'command -v python || command -v python3' 2>/dev/null || true)" if wrap
              else "atlas_python=$(command -v python || command -v python3 || true)"),
+            # Nothing left to run in the sweep (finished, stopped, paused, run cap reached): exit 0 now.
+            *gate_lines(created.sweep_id, python=f'{wrap} "${{atlas_python:-python3}}"' if wrap
+                        else '"${atlas_python:-python3}"'),
             'if [ -n "$atlas_python" ]; then',
             f"  {{ printf '#!%s\\n' \"$atlas_python\"; cat {shlex.quote(wrapper)}; }} > \"$atlas_bin/python\"",
             '  chmod +x "$atlas_bin/python"',
