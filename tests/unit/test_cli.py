@@ -88,7 +88,7 @@ def test_plain_template_dry_run(tmp_path: Path, clean_env: dict[str, str]) -> No
     assert "#SBATCH -p gpu_long" in result.stdout
     live = [line for line in result.stdout.splitlines() if not line.lstrip().startswith("#")]
     assert not any("wandb agent" in line for line in live)
-    assert '"${argv[@]}"' in live
+    assert '"${argv[@]}" &' in live  # in the background: the batch shell waits, its USR1 trap requeues
 
 
 def test_launch_from_the_wrong_directory_names_the_program_and_the_fix(clean_env: dict[str, str]) -> None:
