@@ -80,6 +80,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE jobs_v5 RENAME TO jobs",
         "CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id)",
     ),
+    (
+        # how often a task was requeued (preemption, time limit): squeue's RestartCnt, kept once it left squeue
+        "ALTER TABLE task_states ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 
