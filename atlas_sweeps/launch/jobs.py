@@ -62,7 +62,7 @@ def exit_record(log_dir: str, *, finish: str = "") -> tuple[str, ...]:
     (after the backend's ``atlas_finish``, which may change it), for clusters where sacct cannot tell; a task
     that requeued itself writes none (``preemption.exit_guard``)."""
     target = f'{shlex.quote(log_dir)}/"${{SLURM_ARRAY_JOB_ID:-0}}_${{SLURM_ARRAY_TASK_ID:-0}}.{EXIT_STREAM}"'
-    call = ('atlas_finish "$code"; code=$?; ' if finish else "") + preemption.exit_guard()
+    call = preemption.exit_guard(finish=bool(finish)) + ('atlas_finish "$code"; code=$?; ' if finish else "")
     return (
         f"atlas_exit_file={target}",
         'rm -f -- "$atlas_exit_file"  # a requeued task starts without its last exit code',

@@ -181,6 +181,8 @@ def run_lines(policy: Preemption, command: str) -> str:
     return "\n".join(("set -m", f"{command} &", "atlas_run=$!", "set +m", "atlas_wait"))
 
 
-def exit_guard() -> str:
-    """The first words of the EXIT trap: a requeued task leaves no exit code (its restart writes one)."""
-    return 'if [ -n "${atlas_requeued:-}" ]; then rm -f -- "$atlas_exit_file"; exit 0; fi; '
+def exit_guard(*, finish: bool = False) -> str:
+    """The first words of the EXIT trap: a requeued task leaves no exit code (its restart writes one); the
+    backend's ``atlas_finish`` only cleans up, its verdict on the interrupted attempt unsaid."""
+    cleanup = 'atlas_finish "$code" >/dev/null 2>&1; ' if finish else ""
+    return f'if [ -n "${{atlas_requeued:-}}" ]; then {cleanup}rm -f -- "$atlas_exit_file"; exit 0; fi; '

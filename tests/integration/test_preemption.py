@@ -127,3 +127,52 @@ def test_status_shows_the_requeue_while_it_happens(preempted: dict) -> None:
     assert "COMPLETED" in states and states & {"PENDING", "RUNNING"}
     out = run_cli(["status", "--once", "--launch", preempted["launches"]["requeue"]], state=preempted["state"])
     assert "COMPLETED (requeued 1)" in out.stdout
+
+
+# -- (c) the W&B backend: the agent's run checkpoints, the task requeues, the same run finishes -------------
+@pytest.fixture(scope="module")
+def wandb_ws(sandbox, wandb_standin, tmp_path_factory: pytest.TempPathFactory):
+    from tests.integration.wandb_helpers import make_workspace, with_login
+
+    yield from with_login(make_workspace(tmp_path_factory.mktemp("wandb-preempt"), sandbox, wandb_standin,
+                                         label="preempt"))
+
+
+def test_a_requeued_agent_task_finishes_its_run_once_at_the_standin(wandb_ws) -> None:
+    ws = wandb_ws
+    (ws.project / "ckpt_train.py").write_text((DATA / "ckpt_train.py").read_text())
+    (ws.project / "wandb_ckpt.yml").write_text("program: ckpt_train.py\nmethod: grid\nparameters:\n"
+                                               "  steps:\n    values: [30]\n  wandb:\n    value: true\n")
+    doc = json.loads(ws.ok("launch", "wandb_ckpt.yml", "--cluster", "sbw", "--project", ws.wandb_project,
+                           "--json").stdout)
+    (sweep,) = doc["sweeps"]
+    sweep_key, job = sweep["sweep_id"].split("/")[2], f"{sweep['jobs'][0]['job_id']}_0"
+    folder = Path(doc["snapshot"]).parents[1] / "wandb" / doc["launch"] / sweep["name"] / "checkpoints"
+    deadline, signalled, released = time.monotonic() + 420, False, False
+    while time.monotonic() < deadline:
+        files = list(folder.glob("*.json")) if folder.is_dir() else []
+        if not signalled and files and json.loads(files[0].read_text())["step"] >= 5:
+            ws.slurm("scancel", "--signal=USR1", "--batch", job)  # what --signal=B:USR1@grace does, sooner
+            signalled = True
+        if signalled and not released:
+            shown = ws.slurm("scontrol", "show", "job", job)
+            if "Restarts=1" in shown and "Reason=BeginTime" in shown:
+                ws.slurm("scontrol", "update", f"jobid={job}", "StartTime=now")
+                released = True
+        runs = ws.standin.runs_of(sweep_key)
+        if released and runs and runs[0].state == "finished" and ws.sacct([job]).get(job, "").startswith("COMPLETED"):
+            break
+        time.sleep(2)
+    (run,) = ws.standin.runs_of(sweep_key)  # one run: handed out again as the same run, not a second one
+    assert (run.state, run.resumes, run.config["steps"]) == ("finished", 1, 30)
+    ckpt = json.loads((folder / f"{run.id}.json").read_text())
+    assert ckpt["step"] == 30 and ckpt["starts"][0] == 0 and ckpt["starts"][1] >= 5
+    assert ws.sacct([job])[job] == "COMPLETED|0:0"
+    err = (Path(sweep["log_dir"]) / f"{job}.err").read_text()
+    assert "SIGUSR1 to the run to checkpoint" in err and "requeueing task" in err
+    assert "run(s) failed" not in err  # the interrupted attempt's exit code does not fail the job
+    out = (Path(sweep["log_dir"]) / f"{job}.out").read_text()
+    assert f"run {run.id} starts at step 0" in out and f"run {run.id} starts at step {ckpt['starts'][1]}" in out
+    task = json.loads(ws.ok("status", "--once", "--json", "--launch", doc["launch"]).stdout)
+    (row,) = [t for lc in task["launches"] for s in lc["sweeps"] for t in s["tasks"]]
+    assert (row["state"], row["requeues"]) == ("COMPLETED", 1)

@@ -352,7 +352,7 @@ def test_a_preempted_run_is_handed_out_again_as_the_same_run(wandb_standin: Stan
     (tmp_path / "child.py").write_text(PREEMPTED_CHILD)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update(standin_env(wandb_standin, tmp_path), MARKER_DIR=str(tmp_path))
+    env.update(standin_env(wandb_standin, tmp_path), MARKER_DIR=str(tmp_path), WANDB_RESUME="allow")
     sweep_id = _create_sweep({"method": "grid", "program": "child.py", "parameters": {"a": {"values": [1]}}},
                              env, project="preempt")
     path = f"{env['WANDB_ENTITY']}/preempt/{sweep_id}"
