@@ -10,12 +10,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from string import Template
 
-from atlas_sweeps.launch.layout import exit_files
+from atlas_sweeps.launch.layout import RUN_STREAM, exit_files
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_missing, parse_sacct, sacct_command
 from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
 from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
+from atlas_sweeps.status.agent_runs import AgentRun, parse_agent_runs
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
 LOG_LINE_BYTES = 300  # per task: the poll's output stays small whatever the logs hold
@@ -50,6 +51,7 @@ class PollResult:
     exit_codes: dict[tuple[str, int], int] = field(default_factory=dict)
     err_tails: dict[tuple[str, int], str] = field(default_factory=dict)  # tasks that ended and were not exit 0
     err_cut: bool = False  # MAX_ERR_TASKS was reached: some ended tasks' logs were left for the next poll
+    agent_runs: dict[tuple[str, int], AgentRun] = field(default_factory=dict)  # W&B: the run each agent is on
 
 
 def _awk(template: str) -> str:
@@ -122,8 +124,11 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         *(f"lastline {a.job_id} {t} {a.job_id}_{t}" for a in arrays if a.job_id.isdigit()
           for t in a.recheck[:MAX_LOG_TASKS]),
         # The exit codes the tasks' scripts wrote as they exited: "<array>_<task>.exit:<code>" lines.
-        *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} /dev/null)"'
-          for a in arrays if a.job_id.isdigit() for d, g in [exit_files(a.output, job_id=a.job_id)]),
+        # ... and the W&B run each agent task is on ("<array>_<task>.run:<run id> <params>" lines).
+        *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} {r} /dev/null)"'
+          for a in arrays if a.job_id.isdigit()
+          for (d, g), (_, r) in [(exit_files(a.output, job_id=a.job_id),
+                                  exit_files(a.output, job_id=a.job_id, stream=RUN_STREAM))]),
         *_err_tail_lines(arrays),
         'rm -f "$errf"',
         "emit done ok",
@@ -171,6 +176,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     logs: dict[tuple[str, int], str] = {}
     exit_codes: dict[tuple[str, int], int] = {}
     err_tails: dict[tuple[str, int], str] = {}
+    agent_runs: dict[tuple[str, int], AgentRun] = {}
     for key, value in facts:
         if key.startswith(("log:", "err:")):
             job, _, task = key[4:].partition("_")
@@ -178,6 +184,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
                 (logs if key.startswith("log:") else err_tails)[(job, int(task))] = value
         elif key.startswith("exits:"):
             exit_codes.update(parse_exit_files(value, job_id=key[6:]))
+            agent_runs.update(parse_agent_runs(value, job_id=key[6:]))
         else:
             values[key] = value
     if "squeue_error" in values:
@@ -200,7 +207,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
             sacct_error = " ".join(values["sacct_error"].split())
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
                       accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
-                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes")
+                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes", agent_runs=agent_runs)
 
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:

@@ -16,6 +16,7 @@ from atlas_sweeps.slurm.merge import merge_tasks
 from atlas_sweeps.slurm.states import is_terminal
 from atlas_sweeps.slurm.task import CANCEL_SOURCE, LAST_SEEN_SOURCE
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, TaskSeen
+from atlas_sweeps.status.agent_runs import parse_agent_run
 from atlas_sweeps.status.backend_progress import sweep_progress
 from atlas_sweeps.status.diagnosis import diagnose_tasks, to_diagnose, undiagnosed_failure
 from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, build_launch_status
@@ -116,12 +117,15 @@ class Poller:
                                  queried={a.job_id for a in arrays})
             logs = {key: s.log_line for key, s in seen.items() if s.log_line}
             logs.update({k: v for k, v in result.log_lines.items() if v})
+            agents = {key: run for key, s in seen.items() if s.agent_run and (run := parse_agent_run(s.agent_run))}
+            agents.update(result.agent_runs)
             why = diagnose_tasks(states, seen=seen, err_tails=result.err_tails, err_cut=result.err_cut)
             rows = []
             for key, st in states.items():
                 final = why.shown[key] if key in why.final else None
                 rows.append(TaskSeen.of(st, launch_id=rec.id, log_line=logs.get(key, ""), seen=now,
-                                        cause=final.cause if final else "", error=final.error if final else ""))
+                                        cause=final.cause if final else "", error=final.error if final else "",
+                                        agent_run=agents[key].line if key in agents else ""))
             self.db.save_task_states(rec.id, rows, polled=now, accounting=accounting)
             notes = []
             if accounting is False and any(s.source == LAST_SEEN_SOURCE for s in states.values()):
@@ -133,7 +137,8 @@ class Poller:
                 notes.append(werr)
             statuses.append(build_launch_status(rec, self.db.sweeps(rec.id), jobs, states=states, log_lines=logs,
                                                 polled=now, accounting=accounting, wandb=wandb,
-                                                notes=tuple(notes), diagnoses=why.shown))
+                                                notes=tuple(notes), diagnoses=why.shown,
+                                                agent_runs=agents))
         return statuses
 
     def _progress(self, rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:

@@ -193,3 +193,17 @@ def test_a_dry_run_renders_every_sweep_and_contacts_nothing(clean_env: dict[str,
     assert shown.root.path.endswith("/atlas-sweeps") and shown.root.note
     assert all("/launches/DRYRUN/" in s.script_path for s in shown.sweeps)
     assert all("--array=0-2%2" in s.submissions[0].command() for s in shown.sweeps)
+
+
+def test_the_text_dry_run_lists_each_runs_command_line_as_a_shell_takes_it(tmp_path: Path,
+                                                                           clean_env: dict[str, str]) -> None:
+    (tmp_path / "many.yml").write_text("program: train.py\nmethod: grid\nparameters:\n"
+                                       "  opt:\n    values: ['adam w', sgd]\n  lr:\n    values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
+    (tmp_path / "train.py").write_text("")
+    result = run_cli("launch", "many.yml", "--dry-run", "--backend", "local", cwd=tmp_path, env=clean_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    runs = lines[lines.index("# runs") + 1:lines.index("# runs") + 22]
+    assert runs[0] == " " * 3 + "0  /usr/bin/env python train.py --lr=1 '--opt=adam w'"
+    assert runs[19].startswith("  19  ") and runs[20] == "  ... and 2 more (--json lists every run's arguments)"
+    assert "runs: 22  jobs: 1  gpu hours: 22" in result.stdout  # the sweep's heading is never cropped

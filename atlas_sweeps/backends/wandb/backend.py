@@ -21,7 +21,7 @@ from atlas_sweeps.backends.wandb.credentials import (
     resolve_base_url,
 )
 from atlas_sweeps.errors import BackendError
-from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.layout import RUN_STREAM, LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
@@ -36,12 +36,29 @@ WRAPPER_NAME = "python-wrapper.py"
 # there (launch.preemption), never to the agent, which a USR1 kills before it forwards signals.
 WRAPPER_SOURCE = """\
 # Written by atlas-sweeps: records the exit code of each run `wandb agent` starts (the agent itself exits 0).
-import os, signal, subprocess, sys
+import json, os, signal, subprocess, sys
 real = os.environ.get("ATLAS_REAL_PYTHON") or "python3"
 log = os.environ.pop("ATLAS_EXIT_LOG", None)
 pid_file = os.environ.pop("ATLAS_RUN_PID_FILE", None)
+run_file = os.environ.pop("ATLAS_RUN_FILE", None)
 if not log:
     os.execv(real, [real, *sys.argv[1:]])
+if run_file:  # the run this task is on, for `atlas-sweeps status`: "<run id> <its --name=value arguments>"
+    params = {}
+    for arg in sys.argv[2:]:
+        name, eq, value = arg.partition("=")
+        if eq and name.lstrip("-"):
+            try:
+                params[name.lstrip("-")] = json.loads(value)
+            except ValueError:
+                params[name.lstrip("-")] = value
+    text = json.dumps(params)
+    try:
+        with open(run_file + ".tmp", "w") as fh:
+            fh.write(os.environ.get("WANDB_RUN_ID", "-") + " " + (text if len(text) <= 2000 else "{}") + "\\n")
+        os.replace(run_file + ".tmp", run_file)
+    except OSError:
+        pass
 child = subprocess.Popen([real, *sys.argv[1:]])
 for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
     signal.signal(number, lambda signum, _frame: child.send_signal(signum))
@@ -187,6 +204,8 @@ class WandbBackend:
             '  chmod +x "$atlas_bin/python"',
             '  export ATLAS_REAL_PYTHON="$atlas_python" ATLAS_EXIT_LOG="$atlas_bin/exit-codes" '
             'ATLAS_RUN_PID_FILE="$atlas_bin/run.pid" PATH="$atlas_bin:$PATH"',
+            f'  export ATLAS_RUN_FILE={shlex.quote(layout.log_dir(sweep.name))}/'
+            f'"${{SLURM_ARRAY_JOB_ID:-0}}_${{SLURM_ARRAY_TASK_ID:-0}}.{RUN_STREAM}"',
             "fi",
             f'echo "atlas-sweeps: task $atlas_task: wandb agent, up to $atlas_count run(s) of '
             f'{_dq(created.sweep_id)}" >&2',
