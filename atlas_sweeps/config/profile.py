@@ -51,6 +51,11 @@ class SlurmOptions:
     mail_type: str | None = None
     mail_user: str | None = None
     extra: tuple[str, ...] = ()
+    # Preemption and time limits (``launch.preemption``): None is the default there (on, 60 s, USR1, 3).
+    requeue: bool | None = None
+    signal_grace: int | None = None
+    checkpoint_signal: str | None = None
+    max_requeues: int | None = None
 
     def directives(self) -> list[str]:
         """The ``--option=value`` strings, in a stable order."""
@@ -183,6 +188,10 @@ _CHECKS: dict[str, values.Check] = {
     "slurm.mail_type": _word("FAIL"),
     "slurm.mail_user": _word("me@example.org"),
     "slurm.extra": values.strings(values.sbatch_option, example="--exclusive"),
+    "slurm.requeue": values.boolean,
+    "slurm.signal_grace": values.integer(low=10, high=3600),
+    "slurm.checkpoint_signal": values.choice("USR1", "USR2", "TERM", "INT"),
+    "slurm.max_requeues": values.integer(low=0, high=100),
     "wandb.entity": _word("mylab"),
     "wandb.project": _word("myproject"),
     "wandb.base_url": _base_url,

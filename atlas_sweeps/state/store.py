@@ -84,6 +84,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         # the W&B run an agent task was last on, "<run id> <parameters as JSON>" (status.agent_runs)
         "ALTER TABLE task_states ADD COLUMN agent_run TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # how often a task was requeued (preemption, time limit): squeue's RestartCnt, kept once it left squeue
+        "ALTER TABLE task_states ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 

@@ -32,12 +32,15 @@ if TYPE_CHECKING:
 WRAPPER_NAME = "python-wrapper.py"
 
 # Installed as `python` (after a `#!<real interpreter>` line the job adds). Signals are passed on to the
-# run so a cancelled or timed-out job stops it; nested `python` calls exec the real interpreter directly.
+# run so a cancelled or timed-out job stops it; nested `python` calls exec the real interpreter directly. Its
+# pid is in ATLAS_RUN_PID_FILE while the run lives: the job script's USR1 trap sends the checkpoint signal
+# there (launch.preemption), never to the agent, which a USR1 kills before it forwards signals.
 WRAPPER_SOURCE = """\
 # Written by atlas-sweeps: records the exit code of each run `wandb agent` starts (the agent itself exits 0).
 import json, os, signal, subprocess, sys
 real = os.environ.get("ATLAS_REAL_PYTHON") or "python3"
 log = os.environ.pop("ATLAS_EXIT_LOG", None)
+pid_file = os.environ.pop("ATLAS_RUN_PID_FILE", None)
 run_file = os.environ.pop("ATLAS_RUN_FILE", None)
 if not log:
     os.execv(real, [real, *sys.argv[1:]])
@@ -60,7 +63,12 @@ if run_file:  # the run this task is on, for `atlas-sweeps status`: "<run id> <i
 child = subprocess.Popen([real, *sys.argv[1:]])
 for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
     signal.signal(number, lambda signum, _frame: child.send_signal(signum))
+if pid_file:
+    with open(pid_file, "w") as fh:
+        fh.write(f"{os.getpid()}\\n")
 code = child.wait()
+if pid_file:
+    os.unlink(pid_file)
 code = 128 - code if code < 0 else code
 with open(log, "a") as fh:
     fh.write(f"{os.environ.get('WANDB_RUN_ID', '-')} {code}\\n")
@@ -200,7 +208,7 @@ class WandbBackend:
             f"  {{ printf '#!%s\\n' \"$atlas_python\"; cat {shlex.quote(wrapper)}; }} > \"$atlas_bin/python\"",
             '  chmod +x "$atlas_bin/python"',
             '  export ATLAS_REAL_PYTHON="$atlas_python" ATLAS_EXIT_LOG="$atlas_bin/exit-codes" '
-            'PATH="$atlas_bin:$PATH"',
+            'ATLAS_RUN_PID_FILE="$atlas_bin/run.pid" PATH="$atlas_bin:$PATH"',
             f'  export ATLAS_RUN_FILE={shlex.quote(layout.log_dir(sweep.name))}/'
             f'"${{SLURM_ARRAY_JOB_ID:-0}}_${{SLURM_ARRAY_TASK_ID:-0}}.{RUN_STREAM}"',
             "fi",
@@ -210,8 +218,9 @@ class WandbBackend:
         agent = f'wandb agent --forward-signals --count "$atlas_count" {shlex.quote(created.sweep_id)}'
         return JobCommand(tasks=tasks, throttle=tasks, preamble=preamble,
                           command=f"{wrap} {agent}" if wrap else agent,
-                          env={"WANDB_BASE_URL": self.base_url},
-                          files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION)
+                          env={"WANDB_BASE_URL": self.base_url, "WANDB_RESUME": "allow"},
+                          files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION,
+                          run_pid='cat "$atlas_bin/run.pid" 2>/dev/null || true')
 
 
 _STOP_MUTATION = """
