@@ -18,8 +18,8 @@ from atlas_sweeps.slurm.states import is_terminal
 from atlas_sweeps.slurm.task import CANCEL_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, SweepRecord, TaskSeen
 
-# Only tasks squeue shows in exactly this state are reaped: a requeued task (REQUEUED, REQUEUE_HOLD) is a run
-# that already started and must get to finish.
+# Only tasks squeue shows in exactly this state are reaped: a requeued task (REQUEUED, REQUEUE_HOLD, or PENDING
+# again with a restart count) is a run that already started and must get to finish.
 REAPED_STATE = "PENDING"
 
 
@@ -52,10 +52,13 @@ def reap_lines(job_ids: Iterable[str]) -> list[str]:
     ids = " ".join(j for j in job_ids if j.isdigit())
     if not ids:
         return []
+    # An array with a requeued task waiting again (RestartCnt > 0) is left for a later refresh: that task is a
+    # run that started and must get to finish, and Slurm 22.05's scancel --state cancels whole arrays (a task
+    # id given with --state is not honoured), so its array-mates cannot be reaped without it.
     awk = (f'BEGIN {{ n = split(ids, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }} '
            f'{{ gsub(/ /, "") }} ${column("State")} == "{REAPED_STATE}" && (${column("ArrayJobID")} in want) '
-           f'&& !(${column("ArrayJobID")} in done) {{ done[${column("ArrayJobID")}] = 1; '
-           f'printf "%s ", ${column("ArrayJobID")} }}')
+           f'{{ pend[${column("ArrayJobID")}] = 1; if (${column("RestartCnt")} + 0 > 0) keep[${column("ArrayJobID")}] = 1 }} '
+           f'END {{ for (j in pend) if (!(j in keep)) printf "%s ", j }}')
     return [
         f"reap=$(printf '%s\\n' \"$sq\" | awk -F'|' -v ids={shlex.quote(ids)} {shlex.quote(awk)})",
         'if [ -n "$reap" ]; then',
@@ -90,7 +93,7 @@ def reap_squeue(squeue: list[TaskState], arrays: frozenset[str]) -> tuple[list[T
         return squeue, set()
     out, keys = [], set()
     for state in squeue:
-        if state.job_id in arrays and state.state == REAPED_STATE:
+        if state.job_id in arrays and state.state == REAPED_STATE and not state.restarts:
             keys.add((state.job_id, state.task))
             state = replace(state, state="CANCELLED", reason="", node="", end="", exit_code=None, source=CANCEL_SOURCE)
         out.append(state)

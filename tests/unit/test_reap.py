@@ -16,10 +16,10 @@ from atlas_sweeps.status.reap import parse_reap, reap_targets
 from atlas_sweeps.status.report import build_report
 from tests.unit.test_status import _FakeCluster
 
-_SQUEUE = ("21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n"
-           "21|1|21|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0\n"
-           "21|2|21|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0\n"
-           "31|0|31|PENDING|Priority||0:00|10:00|N/A|N/A|0\n")
+_SQUEUE = ("21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0|0\n"
+           "21|1|21|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0\n"
+           "21|2|21|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0\n"
+           "31|0|31|PENDING|Priority||0:00|10:00|N/A|N/A|0|0\n")
 
 
 class _Cluster(_FakeCluster):
@@ -97,8 +97,8 @@ def test_one_refresh_cancels_only_the_pending_tasks_of_the_idle_sweep(tmp_path: 
         "reaped 2 pending agent task(s) of sweep idle: sweep finished (running tasks finish their run; "
         "'status --no-reap' leaves them)"]
     # Next refresh: sacct has the cancelled remainder; the cause stays, nothing is cancelled again.
-    cluster.answer(squeue="21|0|22|RUNNING|None|vm|0:09|10:00|2026-01-01T00:00:00|N/A|0\n"
-                          "31|0|31|PENDING|Priority||0:00|10:00|N/A|N/A|0\n",
+    cluster.answer(squeue="21|0|22|RUNNING|None|vm|0:09|10:00|2026-01-01T00:00:00|N/A|0|0\n"
+                          "31|0|31|PENDING|Priority||0:00|10:00|N/A|N/A|0|0\n",
                    sacct="21_[1-2]|21|CANCELLED by 1001|0:0|00:00:00|00:10:00|None|y|None assigned|None\n")
     rows = _rows(db, poller)
     assert cluster.scancels == ["--state=PENDING -- 21"]
@@ -123,9 +123,21 @@ def test_a_failed_scancel_is_said_and_the_tasks_stay_pending(tmp_path: Path) -> 
                             "Access denied") for n in launch.notes)
 
 
+def test_an_array_whose_requeued_task_waits_again_is_left_until_that_run_is_back(tmp_path: Path) -> None:
+    # 21_1 was preempted and requeued (RestartCnt 1): it is a run that started, so its array is not reaped
+    # (scancel --state cancels whole arrays) until it runs again.
+    db, cluster = _db(tmp_path), _Cluster(tmp_path)
+    cluster.answer(squeue="21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0|0\n"
+                          "21|1|23|PENDING|BeginTime||0:00|10:00|N/A|N/A|1|0\n"
+                          "21|2|21|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0\n")
+    rows = _rows(db, _poller(db, cluster, reap=True))
+    assert cluster.scancels == []
+    assert (rows["21_1"].state.state, rows["21_2"].state.state) == ("PENDING", "PENDING")
+
+
 def test_nothing_pending_runs_no_scancel(tmp_path: Path) -> None:
     db, cluster = _db(tmp_path), _Cluster(tmp_path)
-    cluster.answer(squeue="21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n")
+    cluster.answer(squeue="21|0|22|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0|0\n")
     _rows(db, _poller(db, cluster, reap=True))
     assert cluster.scancels == []
 
