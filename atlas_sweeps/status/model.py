@@ -9,12 +9,13 @@ from functools import cached_property
 from typing import Any
 
 from atlas_sweeps.launch.packing import Packing
-from atlas_sweeps.slurm.causes import Diagnosis
+from atlas_sweeps.slurm.causes import REAPED, Diagnosis
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
 from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
+from atlas_sweeps.status.agent_runs import AgentRun
 from atlas_sweeps.status.packed import RunKey, packed_runs, run_state
-from atlas_sweeps.status.run_params import params_label, varying_keys
+from atlas_sweeps.status.run_params import params_label, searched_keys, varying_keys
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class TaskRow:
 
     @property
     def category(self) -> str:
+        """The state's category; a task reaped because its sweep had nothing left to run counts as done."""
+        if self.diagnosis is not None and self.diagnosis.cause == REAPED:
+            return DONE
         return category(self.state.state)
 
 
@@ -127,11 +131,13 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                         error: str | None = None, wandb: dict[str, dict[str, int]] | None = None,
                         notes: tuple[str, ...] = (),
                         diagnoses: Mapping[tuple[str, int], Diagnosis] | None = None,
+                        agent_runs: Mapping[tuple[str, int], AgentRun] | None = None,
                         run_records: Mapping[RunKey, str] | None = None,
                         run_logs: Mapping[RunKey, str] | None = None) -> LaunchStatus:
     """Group merged task states by sweep, in the order the launch recorded them, one row per run: its latest
-    attempt (pure). A packed task (``runs_per_job`` in the launch's options) gives one row per run of it,
-    each in its own state from ``run_records`` (``status.packed``)."""
+    attempt; a W&B agent task's row shows the run it is on, from ``agent_runs``; a packed task (``runs_per_job``
+    in the launch's options) gives one row per run of it, each in its own state from ``run_records``
+    (``status.packed``) (pure)."""
     out = []
     why = diagnoses or {}
     per_task = packed_runs(launch.options)
@@ -151,10 +157,13 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                         state = run_state(task_state, (run_records or {}).get((job.job_id, task, run)), now=polled)
                         line = (run_logs or {}).get((job.job_id, task, run), "")
                     params = sweep.run_params[run] if run < len(sweep.run_params) else None
+                    label = params_label(params, keys) if params else ""
+                    agent = (agent_runs or {}).get(key)
+                    if params is None and agent is not None:
+                        params, label = agent.params, agent.label(keys or searched_keys(sweep.config))
                     before = rows.pop(run, None)
                     failed = not packing or category(state.state) == FAILED
-                    rows[run] = TaskRow(state=state, run=run, log_line=line, params=params,
-                                        label=params_label(params, keys) if params else "",
+                    rows[run] = TaskRow(state=state, run=run, log_line=line, params=params, label=label,
                                         diagnosis=why.get(key) if failed else None,
                                         attempts=before.attempts + 1 if before else 1,
                                         spent=(before.spent if before else 0) + (state.elapsed or 0))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from atlas_sweeps.slurm.states import PENDING, RUNNING, category
 from atlas_sweeps.state.store import LaunchRecord, StateDB
+from atlas_sweeps.status.agent_runs import parse_agent_run
 from atlas_sweeps.status.diagnosis import stored_diagnosis
 from atlas_sweeps.status.model import LaunchStatus, build_launch_status
 from atlas_sweeps.status.packed import packed_runs
@@ -21,11 +22,13 @@ def stored_status(db: StateDB, launch: LaunchRecord, *, stale: bool = False, err
     states = {(s.job_id, s.task): s for s in seen}
     logs = {(s.job_id, s.task): s.log_line for s in seen if s.log_line}
     why = {(s.job_id, s.task): d for s in seen if (d := stored_diagnosis(s)) is not None}
+    agents = {(s.job_id, s.task): run for s in seen if s.agent_run and (run := parse_agent_run(s.agent_run))}
     runs = db.run_records(launch.id) if packed_runs(launch.options) > 1 else {}
     return build_launch_status(launch, db.sweeps(launch.id), db.jobs(launch.id), states=states, log_lines=logs,
                                polled=poll.polled if poll else None,
                                accounting=poll.accounting if poll else None, stale=stale, error=error,
-                               diagnoses=why, run_records={k: v[0] for k, v in runs.items()},
+                               diagnoses=why, agent_runs=agents,
+                               run_records={k: v[0] for k, v in runs.items()},
                                run_logs={k: v[1] for k, v in runs.items() if v[1]})
 
 
