@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from atlas_sweeps.errors import UsageError
 
 RUN_EXIT_SUFFIX = ".r{run}.exit"
+PREEMPTED_MARK = "P"  # a run's record after Slurm's USR1 interrupted it: it runs again after the requeue
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,13 @@ def packing_of(*, runs_per_job: int | None, parallel_per_job: int | None, where:
     return Packing(runs_per_job=runs, parallel=parallel)
 
 
+# Bash that waits for ``$pid`` to exit, its code in ``code``: a trapped signal (Slurm's USR1) interrupts
+# ``wait``, which is entered again while the process lives.
+_WAIT_PID = '    while :; do code=0; wait "$pid" || code=$?; kill -0 "$pid" 2>/dev/null || break; done'
 # Bash that waits for every pid of ``pids`` and returns the first non-zero exit code (0 when all passed).
 _WAIT_ALL = (
     '  for pid in "${pids[@]}"; do',
-    '    code=0; wait "$pid" || code=$?',
+    _WAIT_PID,
     '    if [ "$worst" -eq 0 ]; then worst=$code; fi',
     "  done",
     '  return "$worst"',
@@ -111,6 +115,7 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         f"atlas_pack_log={log}",
         'atlas_pack_id="${SLURM_ARRAY_JOB_ID:-0}_${SLURM_ARRAY_TASK_ID:-0}"',
         'IFS=, read -r -a atlas_pack_gpus <<< "${CUDA_VISIBLE_DEVICES:-}"',
+        "atlas_pack_stop=0",
         "atlas_pack_run() {  # RUN LANE: one run with its own log files and exit record",
         '  local run=$1 lane=$2 base rec code=0 pid start',
         '  base="$atlas_pack_log/$atlas_pack_id.r$run"; rec="$base.exit"',
@@ -129,7 +134,11 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         f"    exec {command}",
         '  ) > "$base.out" 2> "$base.err" &',
         "  pid=$!",
-        '  wait "$pid" || code=$?',
+        _WAIT_PID[2:],
+        # Slurm's USR1 came while it ran (preemption, time limit): it checkpointed and the task requeues, so
+        # it is not done whatever its code: "P START", and it runs again, as the same run, after the requeue.
+        f'  if (( atlas_pack_stop )); then printf "{PREEMPTED_MARK} %s\\n" "$start" > "$rec"; '
+        'echo "atlas-sweeps: run $run interrupted (code $code): it runs again after the requeue" >&2; return 0; fi',
         # The record: its code and times, then its log's last line (what status shows once it ended).
         '  { printf "%s %s %s\\n" "$code" "$start" "$(date +%s)"',
         """    printf 'L %s\\n' "$(tail -c 4096 -- "$base.out" 2>/dev/null | tr '\\r' '\\n' """
@@ -141,7 +150,8 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         "}",
         "atlas_pack_lane() {  # LANE: its runs one after another; returns the first failure's code",
         "  local lane=$1 run code worst=0",
-        f"  for (( run = atlas_pack_first + lane; run < atlas_pack_end; run += {p} )); do",
+        "  trap 'atlas_pack_stop=1' USR1  # Slurm's signal reaches the runs: no new run starts after it",
+        f"  for (( run = atlas_pack_first + lane; run < atlas_pack_end && ! atlas_pack_stop; run += {p} )); do",
         '    code=0; atlas_pack_run "$run" "$lane" || code=$?',
         '    if [ "$worst" -eq 0 ]; then worst=$code; fi',
         "  done",
@@ -149,6 +159,7 @@ def packed_command(*, per_run: tuple[str, ...], command: str, runs: int, packing
         "}",
         "atlas_pack_main() {  # the lanes side by side; the task fails when a run failed",
         "  local lane pid code worst=0 pids=()",
+        "  trap 'atlas_pack_stop=1' USR1  # lives on while the lanes' runs checkpoint",
         f"  for (( lane = 0; lane < {p}; lane++ )); do atlas_pack_lane \"$lane\" & pids+=($!); done",
         *_WAIT_ALL,
         "# --- end of packing",

@@ -6,6 +6,7 @@ had completed before). Its state, with its own elapsed time where the record tel
 
     code 0 → COMPLETED;  other code → FAILED (its exit code);
     R        → its task's state while the task is active (RUNNING), else the task's final one (killed with it);
+    P        → interrupted by Slurm's USR1 (it checkpointed, the task requeues): like none
     none     → PENDING while the task is active (waiting for its turn, or its task still pending), else the
                task's final state (COMPLETED tasks only end after every run did)."""
 
@@ -20,6 +21,7 @@ from atlas_sweeps.slurm.states import PENDING, RUNNING, category, is_terminal
 from atlas_sweeps.slurm.task import EXIT_FILE_SOURCE, TaskState
 
 RUNNING_MARK = "R"
+PREEMPTED_MARK = "P"  # Slurm's USR1 interrupted it (launch/packing.py): it runs again after the requeue
 RunKey = tuple[str, int, int]  # (array job id, task, run)
 
 
@@ -43,7 +45,7 @@ def parse_run_exit_files(text: str, *, job_id: str) -> dict[RunKey, str]:
     for key, content in _record_lines(text, job_id=job_id):
         record = " ".join(content.split())
         first = record.split(" ", 1)[0]
-        if first.isdigit() or first == RUNNING_MARK:
+        if first.isdigit() or first in (RUNNING_MARK, PREEMPTED_MARK):
             out[key] = record
     return out
 

@@ -50,6 +50,27 @@ def _launch(sandbox, state: Path, *extra: str, probes: Path = PROBES) -> dict:
             "result": result}
 
 
+def _submit_three_per_task(sandbox, state: Path) -> dict:
+    """``launch --runs-per-job 3 --json``'s document, not waited for."""
+    PROBES.mkdir(exist_ok=True)
+    PROBES.chmod(0o1777)
+    out = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--runs-per-job", "3", "--json"], state=state)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _start_when_requeued(sandbox, task: str) -> None:
+    """A requeued task waits about two minutes (BeginTime) before it may start again: let it start now."""
+    for _ in range(60):
+        reason = subprocess.run(["squeue", "-h", "-j", task, "-o", "%r"], env=sandbox.slurm_env,
+                                capture_output=True, text=True).stdout.strip()
+        if reason == "BeginTime":
+            subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], env=sandbox.slurm_env,
+                           check=True, capture_output=True)
+            return
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def sequential(sandbox, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return _launch(sandbox, tmp_path_factory.mktemp("pack-seq"), "--runs-per-job", "3")
@@ -156,12 +177,8 @@ def test_parallel_runs_on_slurm_24_get_their_own_gpu_too(sandbox_trixie, tmp_pat
 
 
 def test_a_requeued_packed_task_does_not_rerun_its_completed_runs(sandbox, tmp_path: Path) -> None:
-    PROBES.mkdir(exist_ok=True)
-    PROBES.chmod(0o1777)
     state = tmp_path / "state"
-    out = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--runs-per-job", "3", "--json"], state=state)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = _submit_three_per_task(sandbox, state)
     launch, job = result["launch"], result["sweeps"][0]["jobs"][0]["job_id"]
     log_dir = Path(f"/home/{sandbox.user}/atlas-sweeps/logs/{launch}/pack_probe")
     deadline = time.monotonic() + 60
@@ -174,15 +191,7 @@ def test_a_requeued_packed_task_does_not_rerun_its_completed_runs(sandbox, tmp_p
         pytest.fail(f"run 1 of {job}_0 never started: {records}")
     requeue = subprocess.run(["scontrol", "requeue", f"{job}_0"], env=sandbox.slurm_env, capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
-    # A requeued job waits about two minutes (BeginTime) before it may start again: let it start now.
-    for _ in range(40):
-        reason = subprocess.run(["squeue", "-h", "-j", f"{job}_0", "-o", "%r"], env=sandbox.slurm_env,
-                                capture_output=True, text=True).stdout.strip()
-        if reason == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], env=sandbox.slurm_env,
-                           check=True, capture_output=True)
-            break
-        time.sleep(0.5)
+    _start_when_requeued(sandbox, f"{job}_0")
     done = run_cli(["status", "--wait", "--json", "--interval", "2", "--timeout", "240", "--launch", launch],
                    state=state, timeout=300)
     rows = {t["run"]: t for la in json.loads(done.stdout)["launches"] for s in la["sweeps"] for t in s["tasks"]}
@@ -193,12 +202,7 @@ def test_a_requeued_packed_task_does_not_rerun_its_completed_runs(sandbox, tmp_p
 
 
 def test_tail_of_a_running_run_ends_with_the_run_while_its_task_runs_on(sandbox, tmp_path: Path) -> None:
-    PROBES.mkdir(exist_ok=True)
-    PROBES.chmod(0o1777)
-    out = run_cli(["launch", "pack_probe", "--cluster", sandbox.profile, "--runs-per-job", "3", "--json"],
-                  state=tmp_path)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = _submit_three_per_task(sandbox, tmp_path)
     job = result["sweeps"][0]["jobs"][0]["job_id"]
     tail = run_cli(["tail", f"{job}_0", "--run", "0"], state=tmp_path, timeout=120)
     assert tail.returncode == 0, tail.stderr
@@ -207,3 +211,29 @@ def test_tail_of_a_running_run_ends_with_the_run_while_its_task_runs_on(sandbox,
                           capture_output=True, text=True).stdout.strip()
     assert task == "RUNNING"  # runs 1 and 2 still to go
     run_cli(["cancel", result["launch"], "--yes"], state=tmp_path)
+
+
+def test_slurms_checkpoint_signal_requeues_a_packed_task_that_reruns_only_its_unfinished_runs(sandbox,
+                                                                                              tmp_path: Path) -> None:
+    """The preemption path (launch/preemption.py) with packing: USR1 to the batch shell, as Slurm sends it
+    before a time limit, reaches the running run; its task requeues itself and, back, skips the run that
+    had completed."""
+    result = _submit_three_per_task(sandbox, tmp_path)
+    launch, job = result["launch"], result["sweeps"][0]["jobs"][0]["job_id"]
+    log_dir = Path(f"/home/{sandbox.user}/atlas-sweeps/logs/{launch}/pack_probe")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log_dir / f"{job}_0.r1.exit").exists():
+        time.sleep(0.3)
+    signal = subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_0"], env=sandbox.slurm_env,
+                            capture_output=True, text=True)
+    assert signal.returncode == 0, signal.stderr
+    _start_when_requeued(sandbox, f"{job}_0")
+    done = run_cli(["status", "--wait", "--json", "--interval", "2", "--timeout", "240", "--launch", launch],
+                   state=tmp_path, timeout=300)
+    doc = json.loads(done.stdout)
+    rows = {t["run"]: t for la in doc["launches"] for s in la["sweeps"] for t in s["tasks"]}
+    assert [rows[r]["state"] for r in range(6)] == ["COMPLETED"] * 4 + ["FAILED", "COMPLETED"], done.stderr
+    ran = sorted(json.loads(p.read_text())["run"] for p in (PROBES / launch).glob("run*.json"))
+    assert ran == [0, 1, 2, 3, 4, 5]  # run 0 once; run 1, killed by the signal before its record, once more
+    err = (log_dir / f"{job}_0.err").read_text()
+    assert "run 1 interrupted" in err and "requeueing task" in err and "run 0 completed before: skipped" in err

@@ -94,8 +94,8 @@ class _Cluster:
         """The run's exit code as its record says (``CODE START END``; ``0`` alone for a skipped run)."""
         first, *rest = (self.log_dir / f"{array}_{task}.r{run}.exit").read_text().splitlines()
         code, *times = first.split()
-        assert len(times) in (0, 2) and times == sorted(times)
-        if times:  # then the last line of its log, for status once it ended
+        assert (len(times) in (0, 2) or code == "P") and times == sorted(times)
+        if len(times) == 2:  # then the last line of its log, for status once it ended
             assert rest == [f"L probe run={run} done"]
         return code
 
@@ -188,3 +188,32 @@ def test_a_later_chunks_task_runs_the_runs_of_its_place_in_the_sweep(tmp_path: P
     assert cluster.job.tasks == 3
     assert cluster.run_task(0, array="300", offset=2) == 0  # task 2 of the sweep: runs 6 and 7 (8 runs only)
     assert [r["run"] for r in cluster.records()] == [6, 7]
+
+
+def test_slurms_signal_stops_a_packed_task_without_marking_its_interrupted_run_done(tmp_path: Path) -> None:
+    """Preemption: USR1 to the task's process group reaches the running program (here it dies of it, as one
+    that does not checkpoint would); its run is recorded interrupted, no new run starts, and the requeued
+    task runs it again but not the one that completed."""
+    import signal
+    import time
+
+    cluster = _Cluster(tmp_path, _sweep(tmp_path, 3, Packing(3, 1), seconds=2.0))
+    # As the job script's own USR1 trap does (launch/preemption.py), the batch shell lives on.
+    script = "\n".join(["set -eo pipefail", "set -u", "trap 'echo usr1 >&2' USR1", *exit_record(str(cluster.log_dir)),
+                        *cluster.job.preamble, f"{cluster.job.command} & wait $! || true; wait || true"]) + "\n"
+    env = {"PATH": os.environ["PATH"], "SLURM_ARRAY_JOB_ID": "100", "SLURM_ARRAY_TASK_ID": "0"}
+    proc = subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(cluster.log_dir / "100_0.err", "w"))
+    record = cluster.log_dir / "100_0.r1.exit"
+    deadline = time.monotonic() + 30
+    while not (record.exists() and record.read_text().startswith("R ")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGUSR1)
+    proc.wait(timeout=30)
+    assert cluster.run_exit("100", 0, 0) == "0"
+    assert cluster.run_exit("100", 0, 1) == "P"  # interrupted: not done
+    assert not (cluster.log_dir / "100_0.r2.exit").exists()  # no run started after the signal
+    assert [r["run"] for r in cluster.records()] == [0]
+    assert cluster.run_task(0, array="100") == 0  # the requeued task
+    assert [r["run"] for r in cluster.records()] == [0, 1, 2]  # run 0 once, 1 again, 2 at last
