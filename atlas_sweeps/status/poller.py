@@ -41,6 +41,10 @@ class Poller:
     remote_factory: Callable[[str], Remote]  # cluster name -> Remote
     backend_for: Callable[[LaunchRecord], SweepBackend] | None = None  # None: no backend progress fetched
     clock: Callable[[], float] = time.time
+    # Another script to run in the same call, before the poll's (cluster, its launches -> bash, "" for none),
+    # e.g. report's; what the call printed is kept in ``extra_out`` by cluster for its parser.
+    extra: Callable[[str, list[LaunchRecord]], str] | None = None
+    extra_out: dict[str, str] = field(default_factory=dict)
     _clusters: dict[str, _Cluster] = field(default_factory=dict)
     calls: int = 0
 
@@ -99,11 +103,14 @@ class Poller:
             plans[rec.id] = (jobs, seen)
             arrays += _queries(jobs, seen, polled=_polled(self.db, rec.id))
         result = PollResult(squeue=[], sacct=[], accounting=None, log_lines={})
-        if arrays:
+        extra = self.extra(cluster, recs) if self.extra else ""
+        if arrays or extra:
             remote = self._remote(cluster)
             self.calls += 1
-            out = remote.run_script(poll_script(arrays), timeout=120)
-            result = parse_poll(out.stdout, job_ids=[a.job_id for a in arrays])
+            out = remote.run_script(extra + (poll_script(arrays) if arrays else ""), timeout=120)
+            self.extra_out[cluster] = out.stdout
+            if arrays:
+                result = parse_poll(out.stdout, job_ids=[a.job_id for a in arrays])
         now = self.clock()
         statuses = []
         for rec in recs:

@@ -1,0 +1,67 @@
+"""A sweep's best run by its ``metric`` as ``report`` shows it (pure): from the offline summaries read on the
+cluster (local backend) or from W&B (W&B backend), with the run's parameters where they are known."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from atlas_sweeps.status.model import SweepStatus
+from atlas_sweeps.status.report_probe import SweepMetric
+
+
+@dataclass(frozen=True)
+class BestRun:
+    """The best run of a sweep (``value`` None: none known, ``why`` says so)."""
+
+    metric: str
+    goal: str
+    value: float | None = None
+    run: int | None = None  # run index (local backend)
+    run_id: str = ""  # the W&B run id
+    params: Mapping[str, Any] | None = None
+    label: str = ""
+    logged: int = 0  # runs that logged the metric
+    why: str = ""
+
+    def text(self) -> str:
+        """``val_loss 0.12 (minimize): run 3 lr=0.1 [abc123]``, or why none is known."""
+        head = f"{self.metric} ({self.goal})"
+        if self.value is None:
+            return f"{head}: {self.why or 'unknown'}"
+        who = " ".join(p for p in (f"run {self.run}" if self.run is not None else "", self.label,
+                                   f"[{self.run_id}]" if self.run_id else "") if p)
+        return f"{head}: {self.value:.6g}, {who} (of {self.logged} that logged it)"
+
+    def document(self) -> dict[str, Any]:
+        return {"metric": self.metric, "goal": self.goal, "value": self.value, "run": self.run,
+                "run_id": self.run_id or None, "params": dict(self.params) if self.params else self.params,
+                "logged": self.logged, "why": self.why or None}
+
+
+def offline_best(metric: SweepMetric, sweep: SweepStatus, answer: Mapping[str, Any] | None, *,
+                 reached: bool) -> BestRun:
+    """The best run the cluster's ``offline_best`` answer names for one sweep; ``reached`` False when the
+    report's call did not happen or failed."""
+    base = BestRun(metric=metric.name, goal=metric.goal)
+    done = [t for t in sweep.tasks if t.category == "done"]
+    if not done:
+        return _with(base, why="no run completed yet")
+    if not reached or answer is None:
+        return _with(base, why="unknown: the cluster was not reached")
+    best = answer.get("best")
+    logged = int(answer.get("logged") or 0)
+    if not isinstance(best, Mapping):
+        if not answer.get("named"):
+            return _with(base, why=f"no offline W&B run found in the logs of the {len(done)} completed runs")
+        return _with(base, why=f"no completed run logged {metric.name}")
+    run = best.get("run")
+    row = next((t for t in sweep.tasks if t.run == run), None)
+    return BestRun(metric=metric.name, goal=metric.goal, value=float(best["value"]), run=run,
+                   run_id=str(best.get("run_id") or ""), params=row.params if row else None,
+                   label=row.label if row else "", logged=logged)
+
+
+def _with(base: BestRun, *, why: str) -> BestRun:
+    return BestRun(metric=base.metric, goal=base.goal, why=why)
