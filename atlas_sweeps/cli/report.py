@@ -41,6 +41,7 @@ def report(*, launch_id: str | None, since: str, as_json: bool, markdown: bool, 
     from atlas_sweeps.backends import backend_of
     from atlas_sweeps.cli.status import select_launches
     from atlas_sweeps.state.store import StateDB
+    from atlas_sweeps.status.best_run import backend_bests
     from atlas_sweeps.status.report import build_report, parse_since, report_document, report_markdown
     from atlas_sweeps.status.stored import stored_status
 
@@ -60,10 +61,11 @@ def report(*, launch_id: str | None, since: str, as_json: bool, markdown: bool, 
         if answer.error:
             console.err().print(f"[yellow]{rec.cluster} not reached:[/] {answer.error} (GPU-hours used and best "
                                 "runs unknown)", soft_wrap=True)
+        sweeps = db.sweeps(rec.id)
         reports.append(build_report(calls.statuses.get(rec.id) or stored_status(db, rec),
                                     retryable=backends[rec.id].expands_runs, facts=answer.facts,
-                                    reached=answer.reached, error=answer.error, sweeps=db.sweeps(rec.id),
-                                    jobs=db.jobs(rec.id)))
+                                    reached=answer.reached, error=answer.error, sweeps=sweeps,
+                                    jobs=db.jobs(rec.id), best=backend_bests(backends[rec.id], sweeps)))
     if as_json:
         click.echo(json.dumps({"launches": [report_document(r) for r in reports], "remote_calls": calls.calls},
                               indent=2))

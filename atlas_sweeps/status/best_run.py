@@ -3,12 +3,18 @@ cluster (local backend) or from W&B (W&B backend), with the run's parameters whe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from atlas_sweeps.backends.base import BackendBest
 from atlas_sweeps.status.model import SweepStatus
-from atlas_sweeps.status.report_probe import SweepMetric
+from atlas_sweeps.status.report_probe import SweepMetric, sweep_metric
+from atlas_sweeps.status.run_params import params_label
+
+if TYPE_CHECKING:
+    from atlas_sweeps.backends.base import SweepBackend
+    from atlas_sweeps.state.store import SweepRecord
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,23 @@ def offline_best(metric: SweepMetric, sweep: SweepStatus, answer: Mapping[str, A
 
 def _with(base: BestRun, *, why: str) -> BestRun:
     return BestRun(metric=base.metric, goal=base.goal, why=why)
+
+
+def backend_best(metric: SweepMetric, answer: BackendBest, *, config: Mapping[str, Any]) -> BestRun:
+    """The best run a backend found (W&B), labelled by the sweep parameters that take several values."""
+    if answer.value is None:
+        return BestRun(metric=metric.name, goal=metric.goal, why=answer.why or "unknown")
+    spec = config.get("parameters") or {}
+    varying = [k for k, v in spec.items() if isinstance(v, Mapping) and "value" not in v]
+    return BestRun(metric=metric.name, goal=metric.goal, value=answer.value, run_id=answer.run_id,
+                   params=answer.params, label=params_label(answer.params or {}, varying), logged=answer.logged)
+
+
+def backend_bests(backend: SweepBackend, sweeps: Sequence[SweepRecord]) -> dict[str, BestRun]:
+    """The best runs ``backend`` knows of ``sweeps`` that have a metric, by sweep name (I/O: the backend)."""
+    metrics = {s.name: m for s in sweeps if (m := sweep_metric(s.config)) is not None}
+    if not metrics:
+        return {}
+    answers = backend.best_runs(sweeps, metrics={n: (m.name, m.goal) for n, m in metrics.items()})
+    configs = {s.name: s.config for s in sweeps}
+    return {name: backend_best(metrics[name], a, config=configs[name]) for name, a in answers.items()}

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepProgress
+from atlas_sweeps.backends.base import BackendBest, CreatedSweep, JobCommand, SweepProgress
 from atlas_sweeps.backends.wandb.credentials import (
     app_url,
     check_viewer,
@@ -127,7 +127,8 @@ class WandbBackend:
             import wandb
 
             try:
-                sweep_id = wandb.sweep(config, entity=entity, project=project)
+                sweep_id = wandb.sweep(config, entity=entity, project=project,
+                                       prior_runs=list(sweep.prior_runs) or None)
             except Exception as exc:  # wandb raises CommError and friends; all mean the same here
                 detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise BackendError(f"W&B could not create sweep '{sweep.name}' in {entity or '(default)'}/"
@@ -157,6 +158,34 @@ class WandbBackend:
         client.execute(_STOP_MUTATION, {"id": node["id"], "state": "FINISHED", "entityName": path.entity,
                                         "projectName": path.project}, operation="UpsertSweep")
         return f"stopped W&B sweep {sweep_id}"
+
+    def done_runs(self, sweeps: Sequence[PlannedSweep], *, entity: str | None, project: str) -> dict[str, dict[str, Any]]:
+        """``--skip-done``: what earlier finished runs with each sweep's tags cover of its grid, by sweep name
+        (``{"points": n, "run_ids": [...]}``; ``prior.py``), one paged query per tag set."""
+        from atlas_sweeps.backends.wandb.prior import covered, fetch_finished_runs
+
+        client = client_for(self.base_url)
+        entity = entity or check_viewer(client).entity or None
+        runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        out = {}
+        for sweep in sweeps:
+            tags = sweep.spec.tags
+            if tags not in runs:
+                runs[tags] = fetch_finished_runs(client, entity=entity, project=project, tags=tags)
+            prior = covered(sweep.spec.config, tags, runs[tags])
+            if prior.points:
+                out[sweep.name] = {"points": prior.points, "run_ids": list(prior.run_ids)}
+        return out
+
+    def best_runs(self, sweeps: Sequence[SweepRecord], *, metrics: dict[str, tuple[str, str]]) -> dict[str, BackendBest]:
+        """The best finished run of each W&B sweep by its metric (one query per sweep; ``best.py``)."""
+        from atlas_sweeps.backends.wandb.best import fetch_best
+
+        try:
+            client = client_for(self.base_url)
+        except BackendError as exc:
+            return {s.name: BackendBest(why=f"unknown: {exc}") for s in sweeps if s.name in metrics}
+        return fetch_best(client, sweeps, metrics=metrics)
 
     # -- what jobs run ---------------------------------------------------------------------------
     def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
