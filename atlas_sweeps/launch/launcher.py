@@ -439,6 +439,11 @@ class Launcher:
             submitted=time.time()))
 
 
+def prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
+    """A recorded launch's plan, rebuilt as ``--resume`` does (``retry --resync`` renders its scripts again)."""
+    return _prepare_recorded(record, cwd=cwd)
+
+
 def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
     """Rebuild a launch's plan from the recorded file text and options (the file may have changed since)."""
     opts = record.options

@@ -72,3 +72,52 @@ def test_without_accounting_the_gpu_hours_used_are_unknown(sandbox_trixie, tmp_p
     assert rep["gpu_hours_unknown"] == "the cluster keeps no accounting (sacct)"
     text = run_cli(["report", launch, "--markdown"], state=tmp_path).stdout
     assert "- GPU-hours: unknown used (the cluster keeps no accounting (sacct)) of 2 estimated" in text
+
+
+RESYNC_ME = """\
+import argparse, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=int)
+args, _ = parser.parse_known_args()
+if args.x == 2 and not os.path.exists("fixed.txt"):
+    raise RuntimeError("x=2 is not fixed in this snapshot")
+print(f"x={args.x} ok", flush=True)
+"""
+
+
+def test_retry_resync_runs_the_current_code_in_a_new_snapshot(sandbox, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.integration.test_day2 import CLI
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "resync_me.py").write_text(RESYNC_ME)
+    (project / "resync.yml").write_text("program: resync_me.py\nmethod: grid\nparameters:\n  x:\n    values: [1, 2]\n")
+    env = {**os.environ, "ATLAS_SWEEPS_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1", "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+    out = cli("launch", "resync.yml", "--cluster", sandbox.profile, "--nodes", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    launch = json.loads(out.stdout)["launch"]
+    assert cli("status", "--wait", "--launch", launch).returncode == 1  # x=2 failed
+    (project / "fixed.txt").write_text("the fix\n")  # the code changes after the launch
+    dry = cli("retry", launch, "--resync", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"--resync: would snapshot the current code of {project} as " in dry.stdout
+    assert f"/snapshots/{launch}-r2 and run the round there" in dry.stdout
+    done = cli("retry", launch, "--resync", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["code"].endswith(f"/snapshots/{launch}-r2") and doc["arrays"][0]["array"] == "1"
+    assert f"--chdir={doc['code']}" in doc["arrays"][0]["sbatch"]
+    waited = cli("status", "--wait", "--json", "--launch", launch)
+    assert waited.returncode == 0, waited.stderr
+    tasks = tasks_by_run(json.loads(waited.stdout))
+    assert (tasks[1]["state"], tasks[1]["attempts"], tasks[1]["params"]) == ("COMPLETED", 2, {"x": 2})
+    # the launch's own snapshot is unchanged: the fix is only in the round's
+    original = Path(doc["code"]).with_name(launch)
+    assert not (original / "fixed.txt").exists() and (Path(doc["code"]) / "fixed.txt").exists()

@@ -94,3 +94,64 @@ def test_skip_done_gives_the_new_sweep_the_finished_runs_as_prior_runs(ws: Wandb
     again = ws.cli("launch", "day2_wb_more.yml", "--backend", "wandb", "--cluster", "sbw", "--project",
                    ws.wandb_project, "--skip-done")
     assert again.returncode == 0 and "nothing to launch: every run of day2_wb_more.yml completed already" in again.stderr
+
+
+FLAKY = """\
+# Logs valid_loss = hp1 online; hp1=2 fails (exit 3) the first time it runs for this token, then succeeds.
+import argparse, os, sys
+import wandb
+parser = argparse.ArgumentParser()
+parser.add_argument("--hp1", type=float)
+parser.add_argument("--token")
+args, _ = parser.parse_known_args()
+run = wandb.init()
+marker = os.path.expanduser(f"~/.atlas-flaky-{args.token}")
+first = args.hp1 == 2 and not os.path.exists(marker)
+if first:
+    open(marker, "w").close()
+run.log({"valid_loss": args.hp1})
+code = 3 if first else 0
+print(f"flaky hp1={args.hp1} exit={code}", flush=True)
+run.finish(exit_code=code)
+sys.exit(code)
+"""
+
+
+def test_retry_runs_the_failed_config_again_as_a_run_of_the_same_sweep(ws: WandbWorkspace) -> None:
+    import secrets
+
+    (ws.project / "flaky.py").write_text(FLAKY)
+    (ws.project / "flaky.yml").write_text(
+        "program: flaky.py\nmethod: grid\nparameters:\n  token:\n    value: t" + secrets.token_hex(4)
+        + "\n  subtests:\n    flaky,dev_tests:\n      hp1:\n        values: [1, 2, 3]\n")
+    doc = _launch(ws, "flaky.yml")
+    _wait(ws, doc, 2)
+    (sweep,) = doc["sweeps"]
+    sweep_key = sweep["sweep_id"].split("/")[2]
+    (failed,) = [r for r in ws.standin.runs_of(sweep_key) if r.state == "failed"]
+    assert failed.config["hp1"] == 2
+    launch = doc["launch"]
+    dry = json.loads(ws.ok("retry", launch, "--dry-run", "--json").stdout)
+    assert dry["attempt"] == 2 and dry["runs"] == 1
+    (array,) = dry["arrays"]
+    (run,) = array["runs"]
+    assert (run["run_id"], run["state"], run["params"]["hp1"]) == (failed.id, "failed", 2)
+    assert run["params"]["token"] == failed.config["token"]
+    assert array["array"] == "0-0" and array["sweep_id"] == sweep["sweep_id"]
+    text = ws.ok("retry", launch, "--dry-run").stdout
+    assert f"would resubmit 1 runs of launch {launch} as attempt 2" in text and f"run {failed.id} (failed)" in text
+    refused = ws.cli("retry", launch)
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    done = json.loads(ws.ok("retry", launch, "--yes", "--json").stdout)
+    job = done["arrays"][0]["job_id"]
+    assert job and job.isdigit()
+    ws.wait_for_tasks([job], count=1)
+    runs = ws.standin.runs_of(sweep_key)
+    again = [r for r in runs if r.id != failed.id and r.config.get("hp1") == 2]
+    assert len(runs) == 4 and len(again) == 1  # the retried run belongs to the same sweep
+    assert again[0].state == "finished" and again[0].tags == ["flaky", "dev_tests"] and again[0].group == sweep["name"]
+    # Its grid point is done now: nothing left to retry; status shows the retry's array after the agents.
+    nothing = ws.cli("retry", launch, "--yes")
+    assert nothing.returncode == 0 and "nothing to retry" in nothing.stderr
+    tasks = json.loads(ws.ok("status", "--once", "--json", "--launch", launch).stdout)["launches"][0]["sweeps"][0]["tasks"]
+    assert [(t["array_job_id"], t["run"], t["state"]) for t in tasks][-1] == (job, 2, "COMPLETED")

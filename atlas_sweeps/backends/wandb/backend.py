@@ -26,7 +26,10 @@ from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
 if TYPE_CHECKING:
-    from atlas_sweeps.state.store import SweepRecord
+    from atlas_sweeps.backends.wandb.retry import WandbRetryPlan
+    from atlas_sweeps.config.profile import Profile
+    from atlas_sweeps.config.templates import Template
+    from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
 
 WRAPPER_NAME = "python-wrapper.py"
 
@@ -176,6 +179,19 @@ class WandbBackend:
             if prior.points:
                 out[sweep.name] = {"points": prior.points, "run_ids": list(prior.run_ids)}
         return out
+
+    def retry_round(self, launch: LaunchRecord, sweeps: Sequence[SweepRecord], jobs: Sequence[JobRecord], *,
+                    profile: Profile, template: Template, only: str | None = None, code: str = "") -> WandbRetryPlan:
+        """``retry``: the sweeps' failed runs at W&B, planned to run again as runs of the same sweeps (one query
+        per sweep; ``retry.py``)."""
+        from atlas_sweeps.backends.wandb.best import sweep_runs
+        from atlas_sweeps.backends.wandb.retry import plan_retry
+
+        client = client_for(self.base_url)
+        runs = {s.name: sweep_runs(client, s.sweep_id) for s in sweeps
+                if s.sweep_id and (only is None or s.name == only)}
+        return plan_retry(launch, sweeps, jobs, runs, profile=profile, template=template, base_url=self.base_url,
+                          only=only, code=code)
 
     def best_runs(self, sweeps: Sequence[SweepRecord], *, metrics: dict[str, tuple[str, str]]) -> dict[str, BackendBest]:
         """The best finished run of each W&B sweep by its metric (one query per sweep; ``best.py``)."""

@@ -81,17 +81,22 @@ def fetch_best(client: Any, sweeps: Sequence[SweepRecord], *, metrics: Mapping[s
             continue
         metric, goal = metrics[sweep.name]
         try:
-            path = SweepPath.parse(sweep.sweep_id)
-            data = client.execute(RUNS_QUERY, {"entity": path.entity, "project": path.project, "sweep": path.sweep},
-                                  operation="SweepWithRuns")
+            nodes = sweep_runs(client, sweep.sweep_id)
         except (BackendError, ValueError) as exc:
             out[sweep.name] = BackendBest(why=f"unknown: {exc}")
             continue
-        node = (data.get("project") or {}).get("sweep")
-        if not node:
-            out[sweep.name] = BackendBest(why=f"W&B has no sweep {sweep.sweep_id}")
-            continue
-        edges = ((node.get("runs") or {}).get("edges")) or []
         names = list((sweep.config.get("parameters") or {}).keys())
-        out[sweep.name] = pick_best([e.get("node") or {} for e in edges], metric=metric, goal=goal, names=names)
+        out[sweep.name] = pick_best(nodes, metric=metric, goal=goal, names=names)
     return out
+
+
+def sweep_runs(client: Any, sweep_id: str) -> list[dict[str, Any]]:
+    """The run nodes (name, state, config, summaryMetrics) of the W&B sweep ``entity/project/id``;
+    BackendError when W&B has no such sweep, ValueError for a malformed id."""
+    path = SweepPath.parse(sweep_id)
+    data = client.execute(RUNS_QUERY, {"entity": path.entity, "project": path.project, "sweep": path.sweep},
+                          operation="SweepWithRuns")
+    node = (data.get("project") or {}).get("sweep")
+    if not node:
+        raise BackendError(f"W&B has no sweep {sweep_id}")
+    return [e.get("node") or {} for e in ((node.get("runs") or {}).get("edges")) or []]
