@@ -51,6 +51,10 @@ def retry(*, launch_id: str, sweep: str | None, dry_run: bool, as_json: bool, ye
     db = StateDB.open_default()
     (rec,) = select_launches(db, (launch_id,))
     backend = backend_of(rec)
+    if resync:
+        from atlas_sweeps.launch.resync import code_dir_of
+
+        code_dir_of(rec)  # a code directory that is gone is said before anything is asked of anyone
     if not backend.expands_runs:
         return _retry_at_backend(db, rec, backend, sweep=sweep, dry_run=dry_run, as_json=as_json, yes=yes,
                                  resync=resync, accept_new_host_key=accept_new_host_key)
@@ -79,11 +83,11 @@ def retry(*, launch_id: str, sweep: str | None, dry_run: bool, as_json: bool, ye
         remote = open_session(profile, accept_new_host_key=accept_new_host_key)
         try:
             if resync:
-                from atlas_sweeps.launch.resync import resynced, sync_current_code
+                from atlas_sweeps.launch.resync import code_dir_of, resynced, sync_current_code
 
-                code = sync_current_code(remote, rec, code_dir=project_dir_of(rec), attempt=plan.attempt,
+                code = sync_current_code(remote, rec, code_dir=code_dir_of(rec), attempt=plan.attempt,
                                          excludes=list(profile.excludes))
-                plan = resynced(plan, rec, db.sweeps(rec.id), code=code, cwd=project_dir_of(rec))
+                plan = resynced(plan, rec, db.sweeps(rec.id), code=code, cwd=code_dir_of(rec))
             submitted = submit_retry(db, remote, plan)
         finally:
             remote.close()
@@ -116,12 +120,11 @@ def _show(plan: RetryPlan, *, as_json: bool, dry_run: bool) -> None:
 
 
 def _resync_line(rec: LaunchRecord, attempt: int, *, dry_run: bool) -> str:
-    """What --resync does, for the round's listing."""
-    from atlas_sweeps.launch.resync import launch_root, snapshot_name
-    from atlas_sweeps.status.stored import project_dir_of
+    """What --resync does, for the round's listing (UsageError when the code directory is gone)."""
+    from atlas_sweeps.launch.resync import code_dir_of, launch_root, snapshot_name
 
     verb = "would snapshot" if dry_run else "snapshotting"
-    return (f"  --resync: {verb} the current code of {project_dir_of(rec)} as "
+    return (f"  --resync: {verb} the current code of {code_dir_of(rec)} as "
             f"{launch_root(rec)}/snapshots/{snapshot_name(rec.id, attempt)} and run the round there")
 
 
@@ -184,9 +187,9 @@ def _retry_at_backend(db: StateDB, rec: LaunchRecord, backend: SweepBackend, *, 
         remote = open_session(profile, accept_new_host_key=accept_new_host_key)
         try:
             if resync:
-                from atlas_sweeps.launch.resync import sync_current_code
+                from atlas_sweeps.launch.resync import code_dir_of, sync_current_code
 
-                code = sync_current_code(remote, rec, code_dir=project_dir_of(rec), attempt=plan.attempt,
+                code = sync_current_code(remote, rec, code_dir=code_dir_of(rec), attempt=plan.attempt,
                                          excludes=list(profile.excludes))
                 plan = backend.retry_round(rec, sweeps, db.jobs(rec.id), profile=profile,  # type: ignore[attr-defined]
                                            template=template, only=sweep, code=code)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from atlas_sweeps.backends import make_backend
 from atlas_sweeps.backends.base import CreatedSweep
+from atlas_sweeps.errors import UsageError
 from atlas_sweeps.launch.jobs import prepare_sweep
 from atlas_sweeps.launch.layout import RetryLayout
 from atlas_sweeps.launch.retry import RetryPlan
@@ -28,6 +29,16 @@ def snapshot_name(launch_id: str, attempt: int) -> str:
 def launch_root(record: LaunchRecord) -> str:
     """The launch's remote directory (absolute), from its snapshot's path ``<root>/snapshots/<launch>``."""
     return posixpath.dirname(posixpath.dirname(record.snapshot))
+
+
+def code_dir_of(record: LaunchRecord) -> Path:
+    """The directory the launch synced its code from; UsageError when it is gone (never another directory:
+    ``--resync`` must not run whatever happens to be here)."""
+    recorded = (record.options or {}).get("code_dir")
+    if not recorded or not Path(recorded).is_dir():
+        raise UsageError(f"--resync: the code directory of launch {record.id} ({recorded or 'not recorded'}) is not "
+                         "on this machine", hint="retry without --resync to run the launch's snapshot")
+    return Path(recorded)
 
 
 def sync_current_code(remote: Remote, record: LaunchRecord, *, code_dir: Path, attempt: int,

@@ -95,3 +95,6 @@ def test_retry_of_a_wandb_launch_refuses_bad_input_in_one_line(tmp_path: Path, m
     assert err.count("\n") == 0 and "launch w1 has no sweep 'nope'" in err
     assert main(["retry", "w1", "--yes"]) == 2  # its cluster profile is gone: said, nothing asked of W&B
     assert "no cluster profile named 'c'" in capsys.readouterr().err
+    assert main(["retry", "w1", "--resync", "--dry-run"]) == 2  # never another directory's code
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resync: the code directory of launch w1 (not recorded) is not on this machine" in err
