@@ -63,7 +63,7 @@ def report(*, launch_id: str | None, since: str, as_json: bool, markdown: bool, 
                                 "runs unknown)", soft_wrap=True)
         sweeps = db.sweeps(rec.id)
         reports.append(build_report(calls.statuses.get(rec.id) or stored_status(db, rec),
-                                    retryable=backends[rec.id].expands_runs, facts=answer.facts,
+                                    retryable=True, facts=answer.facts,  # both backends retry (W&B: in the sweep)
                                     reached=answer.reached, error=answer.error, sweeps=sweeps,
                                     jobs=db.jobs(rec.id), best=backend_bests(backends[rec.id], sweeps)))
     if as_json:
