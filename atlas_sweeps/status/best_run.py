@@ -30,6 +30,7 @@ class BestRun:
     label: str = ""
     logged: int = 0  # runs that logged the metric
     why: str = ""
+    unread: int = 0  # completed runs whose files the report's byte budget left unread
 
     def text(self) -> str:
         """``val_loss 0.12 (minimize): run 3 lr=0.1 [abc123]``, or why none is known."""
@@ -38,12 +39,13 @@ class BestRun:
             return f"{head}: {self.why or 'unknown'}"
         who = " ".join(p for p in (f"run {self.run}" if self.run is not None else "", self.label,
                                    f"[{self.run_id}]" if self.run_id else "") if p)
-        return f"{head}: {self.value:.6g}, {who} (of {self.logged} that logged it)"
+        cut = f"; {self.unread} runs not read (the byte budget of one call)" if self.unread else ""
+        return f"{head}: {self.value:.6g}, {who} (of {self.logged} that logged it{cut})"
 
     def document(self) -> dict[str, Any]:
         return {"metric": self.metric, "goal": self.goal, "value": self.value, "run": self.run,
                 "run_id": self.run_id or None, "params": dict(self.params) if self.params else self.params,
-                "logged": self.logged, "why": self.why or None}
+                "logged": self.logged, "why": self.why or None, "unread": self.unread}
 
 
 def offline_best(metric: SweepMetric, sweep: SweepStatus, answer: Mapping[str, Any] | None, *,
@@ -59,6 +61,8 @@ def offline_best(metric: SweepMetric, sweep: SweepStatus, answer: Mapping[str, A
     best = answer.get("best")
     logged = int(answer.get("logged") or 0)
     if not isinstance(best, Mapping):
+        if answer.get("unread"):
+            return _with(base, why=f"unknown: the byte budget of one call left {answer['unread']} runs unread")
         if not answer.get("named"):
             return _with(base, why=f"no offline W&B run found in the logs of the {len(done)} completed runs")
         return _with(base, why=f"no completed run logged {metric.name}")
@@ -66,7 +70,7 @@ def offline_best(metric: SweepMetric, sweep: SweepStatus, answer: Mapping[str, A
     row = next((t for t in sweep.tasks if t.run == run), None)
     return BestRun(metric=metric.name, goal=metric.goal, value=float(best["value"]), run=run,
                    run_id=str(best.get("run_id") or ""), params=row.params if row else None,
-                   label=row.label if row else "", logged=logged)
+                   label=row.label if row else "", logged=logged, unread=int(answer.get("unread") or 0))
 
 
 def _with(base: BestRun, *, why: str) -> BestRun:

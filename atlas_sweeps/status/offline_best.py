@@ -20,6 +20,7 @@ BLOCK = 32768
 HEADER = 7  # ":W&B" + magic + version
 TAIL_BYTES = 4 << 20  # per run file: the summary of a long run's last updates
 ERR_BYTES = 65536  # per .err log: its start and its end are searched for the run directory
+BUDGET_BYTES = 256 << 20  # read in one call at most, over all runs: the runs past it are said to be unread
 # An absolute path (wandb also prints a relative "./wandb/offline-run-..." that must not match from its "/").
 _RUN_DIR = re.compile(rb"(?<!\S)(/[^\s'\"\x1b]*/offline-run-\d{8}_\d{6}-([A-Za-z0-9]+))")
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
@@ -141,12 +142,16 @@ def _read(path: str, *, head: int, tail: int) -> tuple[bytes, int]:
         return first + f.read(), start
 
 
+_spent = [0]  # bytes read so far by this process (one report call)
+
+
 def run_value(err_path: str, metric: str) -> tuple[str, float | None] | None:
     """The run id and metric value of the run a task's ``.err`` log names; None when it names none."""
     try:
         err, _ = _read(err_path, head=ERR_BYTES, tail=ERR_BYTES)
     except OSError:
         return None
+    _spent[0] += len(err)
     found = run_dir(err)
     if found is None:
         return None
@@ -155,15 +160,19 @@ def run_value(err_path: str, metric: str) -> tuple[str, float | None] | None:
         data, start = _read(os.path.join(directory, f"run-{run_id}.wandb"), head=0, tail=TAIL_BYTES)
     except OSError:
         return run_id, None
+    _spent[0] += len(data)
     return run_id, summary_value(data, metric, start=start)
 
 
 def best_of(sweep: dict) -> dict:
     """One sweep's answer: its best run (``run``, ``run_id``, ``value``) by ``metric`` and ``goal``, how many
-    runs logged the metric and how many named an offline run."""
+    runs logged the metric, how many named an offline run, and how many were left unread (``BUDGET_BYTES``)."""
     best = None
-    logged = named = 0
+    logged = named = unread = 0
     for run, err_path in sweep["runs"]:
+        if _spent[0] >= BUDGET_BYTES:
+            unread += 1
+            continue
         got = run_value(err_path, sweep["metric"])
         if got is None:
             continue
@@ -175,7 +184,8 @@ def best_of(sweep: dict) -> dict:
         better = best is None or (value > best["value"] if sweep["goal"] == "maximize" else value < best["value"])
         if better:
             best = {"run": run, "run_id": run_id, "value": value}
-    return {"key": sweep["key"], "best": best, "logged": logged, "named": named, "runs": len(sweep["runs"])}
+    return {"key": sweep["key"], "best": best, "logged": logged, "named": named, "runs": len(sweep["runs"]),
+            "unread": unread}
 
 
 def main(argv: list[str]) -> int:

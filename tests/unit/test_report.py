@@ -82,7 +82,8 @@ def test_failures_are_grouped_by_cause_with_their_parameters_and_gpu_hours_count
                                                           "error": "KeyError: 'x'"}
     assert doc["note"] == "bs=128 | lr*2?" and doc["gpu_hours"] == 3.0 and doc["gpu_hours_unknown"] is None
     assert doc["sweeps"][0]["best"] == {"metric": "val/acc", "goal": "maximize", "value": 0.93, "run": 0,
-                                        "run_id": "ab12", "params": {"bs": 64, "seed": 1}, "logged": 1, "why": None}
+                                        "run_id": "ab12", "params": {"bs": 64, "seed": 1}, "logged": 1, "why": None,
+                                        "unread": 0}
     text = report_markdown([report])
     assert "- best: val/acc (maximize): 0.93, run 0 bs=64 \\[ab12\\] (of 1 that logged it)" in text
 
@@ -105,6 +106,9 @@ def test_the_best_run_says_why_it_is_unknown() -> None:
     unlogged = ReportFacts(accounting=True, best={"k3x9q2/grid_iso": {"best": None, "logged": 0, "named": 1}})
     best = build_report(_status(), facts=unlogged, reached=True, sweeps=[SWEEP], jobs=[JOB]).sweeps[0].best
     assert best is not None and best.text() == "val/acc (maximize): no completed run logged val/acc"
+    cut = ReportFacts(accounting=True, best={"k3x9q2/grid_iso": {"best": None, "logged": 0, "named": 0, "unread": 1}})
+    best = build_report(_status(), facts=cut, reached=True, sweeps=[SWEEP], jobs=[JOB]).sweeps[0].best
+    assert best is not None and best.why == "unknown: the byte budget of one call left 1 runs unread"
 
 
 def test_an_old_launch_without_recorded_gpus_uses_its_estimates_and_markdown_is_escaped() -> None:

@@ -111,7 +111,15 @@ def test_best_of_a_real_offline_run_named_in_a_tasks_err_log(tmp_path: Path) -> 
     runs.append([3, str(tmp_path / "missing.err")])
     answer = offline_best.best_of({"key": "L/s", "metric": "val.loss", "goal": "minimize", "runs": runs})
     assert answer["best"]["run"] == 1 and answer["best"]["value"] == 0.3  # the last value logged, not the least
-    assert answer["logged"] == 2 and answer["named"] == 3 and answer["runs"] == 4
+    assert answer["logged"] == 2 and answer["named"] == 3 and answer["runs"] == 4 and answer["unread"] == 0
+    # One call reads a bounded number of bytes: past the budget the runs are counted unread, not read.
+    spent = offline_best._spent[0]
+    try:
+        offline_best._spent[0] = offline_best.BUDGET_BYTES
+        cut = offline_best.best_of({"key": "L/s", "metric": "val.loss", "goal": "minimize", "runs": runs})
+    finally:
+        offline_best._spent[0] = spent
+    assert cut["best"] is None and cut["unread"] == 4 and cut["named"] == 0
     # The same through the remote script's bash and interpreter, parsed back.
     query = ReportQuery(job_ids=(), since=0, best=(BestQuery(key="L/s", metric=SweepMetric("val.loss", "maximize"),
                                                              runs=tuple((r, p) for r, p in runs)),),
