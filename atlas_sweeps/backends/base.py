@@ -26,7 +26,9 @@ class JobCommand:
     """What one sweep's job array runs: ``tasks`` array tasks, at most ``throttle`` at once, each running
     ``preamble`` then ``command`` (already shell-quoted) in the snapshot; ``files`` (remote path → bytes)
     are written before submission. ``finish``, when set, defines the bash function ``atlas_finish CODE``,
-    called as the script exits with its exit code and returning the job's own."""
+    called as the script exits with its exit code and returning the job's own. ``run_pid``, when set, is a
+    bash expression printing the pid of the run in progress when ``command`` is an agent that starts runs
+    (empty when none runs): the checkpoint signal goes to it (``launch.preemption``)."""
 
     tasks: int
     throttle: int
@@ -35,13 +37,17 @@ class JobCommand:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     finish: str = ""
+    run_pid: str = ""
 
 
 @dataclass(frozen=True)
 class SweepProgress:
-    """A sweep's runs per state as the backend sees them (W&B: finished, running, failed, crashed, ...)."""
+    """A sweep's runs per state as the backend sees them (W&B: finished, running, failed, crashed, ...), and
+    why an agent starting now would get no run from it ("sweep finished", "sweep paused", "no runs left ...";
+    "" when it may): ``status`` cancels such a sweep's pending agent tasks."""
 
     runs_by_state: dict[str, int]
+    nothing_left: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from atlas_sweeps.backends.base import BackendBest, CreatedSweep, JobCommand, Sw
 from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
 from atlas_sweeps.launch.layout import LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
+from atlas_sweeps.launch.preemption import run_id, run_identity_lines
 
 if TYPE_CHECKING:
     from atlas_sweeps.state.store import SweepRecord
@@ -67,6 +68,7 @@ class LocalBackend:
         files = {f"{args_dir}/{i}.args": encode_argv(argv) for i, argv in enumerate(sweep.run_argv)}
         preamble = [
             'task=$(( ${ATLAS_TASK_OFFSET:-0} + SLURM_ARRAY_TASK_ID ))',
+            *run_identity_lines(run_id(layout.launch_id, sweep.name)),  # one id per run, across requeues
             f"mapfile -d '' -t argv < {shlex.quote(args_dir)}/\"$task\".args",
         ]
         # Tokens resolved here, on the compute node, by pattern substitution: no value is re-parsed by a shell.

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 @click.option("--time", "time_limit", metavar="D-HH:MM:SS", help="Override the profile's job time limit.")
 @click.option("--gpus", type=click.IntRange(min=0), help="Override the profile's GPUs per job.")
 @click.option("--template", type=click.Path(dir_okay=False), help="sbatch template to use instead of the profile's.")
+@click.option("--signal-grace", type=int, metavar="SECONDS",
+              help="Signal the job this long before its time limit, so the run checkpoints and the task requeues "
+                   "(default: the profile's [slurm] signal_grace, else 60).")
+@click.option("--no-requeue", is_flag=True, help="No checkpoint signal and no requeue: a run at its time limit or "
+                                                   "preempted just ends.")
 @click.option("-m", "--note", metavar="TEXT", default="",
               help="The hypothesis this launch tests: recorded, shown by ls and status, W&B's sweep description.")
 @click.option("--skip-done", is_flag=True,
@@ -50,7 +55,7 @@ if TYPE_CHECKING:
 def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
            count: int | None, tags_param: str | None, project: str | None, entity: str | None,
            partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
-           note: str, skip_done: bool, dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
+           signal_grace: int | None, no_requeue: bool, note: str, skip_done: bool, dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
            accept_new_host_key: bool) -> int:
     """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
     the cluster and submit the jobs, recording everything locally.
@@ -76,7 +81,8 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
                          "--force-resubmit-unknown")
     if not config:
         raise UsageError("missing the sweep file", hint="atlas-sweeps launch CONFIG.yml (see --help)")
-    overrides = {"slurm_partition": partition, "slurm_time": time_limit, "slurm_gpus": gpus, "template": template}
+    overrides = {"slurm_partition": partition, "slurm_time": time_limit, "slurm_gpus": gpus, "template": template,
+                 "slurm_signal_grace": signal_grace, "slurm_requeue": False if no_requeue else None}
     options = LaunchOptions(config=config, cluster=cluster, nodes=nodes, backend=backend, test_time=test_time,
                             count=count, tags_param=tags_param, project=project, entity=entity,
                             overrides={k: v for k, v in overrides.items() if v is not None}, note=note.strip())

@@ -19,7 +19,7 @@ def poll_launches(db: StateDB, launches: list[LaunchRecord], *, accept_new_host_
     from atlas_sweeps import console
     from atlas_sweeps.cli.status import open_poller
 
-    poller, _ = open_poller(db, launches, accept_new_host_key=accept_new_host_key)
+    poller, _ = open_poller(db, launches, accept_new_host_key=accept_new_host_key)  # never reaps: ls only reads
     try:
         snapshot = poller.poll(launches)
     finally:

@@ -20,9 +20,11 @@ if TYPE_CHECKING:  # the command loads them when it runs: --help stays fast
     from atlas_sweeps.status.poller import Poller
 
 
-def open_poller(db: StateDB, launches: list[LaunchRecord], *,
-                accept_new_host_key: bool) -> tuple[Poller, Callable[[], float]]:
-    """A Poller whose sessions open each launch's cluster from its profile; and the refresh interval."""
+def open_poller(db: StateDB, launches: list[LaunchRecord], *, accept_new_host_key: bool,
+                reap: bool = False) -> tuple[Poller, Callable[[], float]]:
+    """A Poller whose sessions open each launch's cluster from its profile; and the refresh interval.
+    ``reap``: its polls cancel the pending agent tasks of sweeps with nothing left to run, unless the
+    cluster's profile says ``[wandb] reap = false``."""
     from atlas_sweeps.backends import make_backend
     from atlas_sweeps.cli._session import open_session
     from atlas_sweeps.config.profile import load_profile
@@ -47,6 +49,12 @@ def open_poller(db: StateDB, launches: list[LaunchRecord], *,
         except UsageError:
             return make_backend(rec.backend)
 
+    def reap_for(rec: LaunchRecord) -> bool:
+        try:
+            return reap and profile(rec.cluster).wandb_reap is not False
+        except UsageError:
+            return reap
+
     def interval() -> float:
         values = []
         for cluster in where:
@@ -56,7 +64,7 @@ def open_poller(db: StateDB, launches: list[LaunchRecord], *,
                 values.append(DEFAULT_INTERVAL)
         return min(values) if values else DEFAULT_INTERVAL
 
-    return Poller(db=db, remote_factory=factory, backend_for=backend_for), interval
+    return Poller(db=db, remote_factory=factory, backend_for=backend_for, reap_for=reap_for), interval
 
 
 def select_launches(db: StateDB, launch_ids: tuple[str, ...]) -> list[LaunchRecord]:
@@ -90,9 +98,12 @@ def no_launches_message(db: StateDB) -> str:
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up --wait after this long (exit 1).")
 @click.option("--interval", type=float, metavar="SECONDS",
               help="Seconds between refreshes (default: the profile's status_interval, 15 s; floor 2 s).")
+@click.option("--no-reap", is_flag=True,
+              help="Leave pending the agent tasks of W&B sweeps with nothing left to run (finished, stopped, "
+                   "paused, run cap reached); by default each refresh cancels them.")
 @click.option("--accept-new-host-key", is_flag=True, help="Trust and record the login node's host key if unknown.")
 def status(launch_ids: tuple[str, ...], once: bool, as_json: bool, wait: bool, timeout: float | None,
-           interval: float | None, accept_new_host_key: bool) -> int:
+           interval: float | None, no_reap: bool, accept_new_host_key: bool) -> int:
     """Show every job of the chosen launches: state, reason, node, elapsed, exit code and last log line,
     with progress per sweep. One remote call per refresh, whatever the number of jobs.
 
@@ -113,7 +124,7 @@ def status(launch_ids: tuple[str, ...], once: bool, as_json: bool, wait: bool, t
         else:
             console.err().print(no_launches_message(db), soft_wrap=True)
         return 0
-    poller, profile_interval = open_poller(db, launches, accept_new_host_key=accept_new_host_key)
+    poller, profile_interval = open_poller(db, launches, accept_new_host_key=accept_new_host_key, reap=not no_reap)
     every = refresh.refresh_interval(interval, profile=profile_interval)
     screens = refresh.Screens(out=console.out(), err=console.err(), echo=click.echo)
     try:

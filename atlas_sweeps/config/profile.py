@@ -51,6 +51,11 @@ class SlurmOptions:
     mail_type: str | None = None
     mail_user: str | None = None
     extra: tuple[str, ...] = ()
+    # Preemption and time limits (``launch.preemption``): None is the default there (on, 60 s, USR1, 3).
+    requeue: bool | None = None
+    signal_grace: int | None = None
+    checkpoint_signal: str | None = None
+    max_requeues: int | None = None
 
     def directives(self) -> list[str]:
         """The ``--option=value`` strings, in a stable order."""
@@ -96,6 +101,7 @@ class Profile:
     wandb_entity: str | None = None
     wandb_project: str | None = None
     wandb_base_url: str | None = None
+    wandb_reap: bool | None = None  # False: status leaves the pending agent tasks of idle sweeps (default: reap)
     excludes: tuple[str, ...] = ()
     status_interval: float = 15.0
     template: str | None = None
@@ -131,7 +137,7 @@ class Profile:
 
 
 _WANDB_KEYS = {"entity": "wandb_entity", "project": "wandb_project", "base_url": "wandb_base_url",
-               "online": "wandb_online"}
+               "online": "wandb_online", "reap": "wandb_reap"}
 _HOST_KEYS = ("host", "port", "user", "identity_file", "known_hosts", "transport", "control_persist", "proxy_jump",
               "proxy_command")
 # Where to connect, which host keys to trust, where the W&B key goes: only the user's own files say that. A
@@ -182,10 +188,15 @@ _CHECKS: dict[str, values.Check] = {
     "slurm.mail_type": _word("FAIL"),
     "slurm.mail_user": _word("me@example.org"),
     "slurm.extra": values.strings(values.sbatch_option, example="--exclusive"),
+    "slurm.requeue": values.boolean,
+    "slurm.signal_grace": values.integer(low=10, high=3600),
+    "slurm.checkpoint_signal": values.choice("USR1", "USR2", "TERM", "INT"),
+    "slurm.max_requeues": values.integer(low=0, high=100),
     "wandb.entity": _word("mylab"),
     "wandb.project": _word("myproject"),
     "wandb.base_url": _base_url,
     "wandb.online": values.boolean,
+    "wandb.reap": values.boolean,
 }
 
 

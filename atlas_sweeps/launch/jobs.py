@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from atlas_sweeps.backends.base import CreatedSweep, SweepBackend
 from atlas_sweeps.config.profile import Profile
 from atlas_sweeps.config.templates import ScriptContext, Template, render_script
+from atlas_sweeps.launch import preemption
 from atlas_sweeps.launch.layout import EXIT_STREAM, LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.slurm.sbatch import Submission, split_array
@@ -58,9 +59,10 @@ def job_env(sweep: PlannedSweep, *, layout: LaunchLayout, profile: Profile, laun
 
 def exit_record(log_dir: str, *, finish: str = "") -> tuple[str, ...]:
     """Bash lines that write the task's exit code to ``<log_dir>/<array id>_<task>.exit`` as its script exits
-    (after the backend's ``atlas_finish``, which may change it), for clusters where sacct cannot tell."""
+    (after the backend's ``atlas_finish``, which may change it), for clusters where sacct cannot tell; a task
+    that requeued itself writes none (``preemption.exit_guard``)."""
     target = f'{shlex.quote(log_dir)}/"${{SLURM_ARRAY_JOB_ID:-0}}_${{SLURM_ARRAY_TASK_ID:-0}}.{EXIT_STREAM}"'
-    call = 'atlas_finish "$code"; code=$?; ' if finish else ""
+    call = preemption.exit_guard(finish=bool(finish)) + ('atlas_finish "$code"; code=$?; ' if finish else "")
     return (
         f"atlas_exit_file={target}",
         'rm -f -- "$atlas_exit_file"  # a requeued task starts without its last exit code',
@@ -76,14 +78,16 @@ def prepare_sweep(sweep: PlannedSweep, created: CreatedSweep, *, backend: SweepB
                   entity: str | None, max_array_size: int) -> PreparedSweep:
     """Render ``sweep``'s script and cut its job array into submissions."""
     job = backend.job(sweep, created, layout=layout, wrap=profile.wrap)
+    policy = preemption.Preemption.of(profile.slurm)
     env = job_env(sweep, layout=layout, profile=profile, launch_id=launch_id, project=project,
                   entity=entity) | job.env
     context = ScriptContext(
         launch_id=launch_id, sweep_name=sweep.name, backend=backend.name,
-        directives=tuple(profile.slurm.directives()), setup=profile.setup, env=env,
+        directives=(*profile.slurm.directives(), *policy.directives()), setup=profile.setup, env=env,
         snapshot=layout.snapshot,
-        run_preamble=exit_record(layout.log_dir(sweep.name), finish=job.finish) + job.preamble,
-        run_command=job.command,
+        run_preamble=(exit_record(layout.log_dir(sweep.name), finish=job.finish)
+                      + preemption.trap_lines(policy, run_pid=job.run_pid) + job.preamble),
+        run_command=preemption.run_lines(policy, job.command),
     )
     script_path = layout.script(sweep.name)
     chunks = split_array(job.tasks, max_array_size=max_array_size, throttle=job.throttle)

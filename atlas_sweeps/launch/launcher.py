@@ -290,10 +290,12 @@ class Launcher:
                                  created=created, max_array_size=max_array_size)
             adopted: dict[ChunkKey, str] = {}
             if resuming:
+                recorded = self.db.jobs(launch_id)
                 adopted = adopt_submitted(
                     launch_id=launch_id, cluster=report.cluster_jobs, now=time.time(), force_unknown=force_unknown,
                     expected={(s.name, sub.chunk.index): sub.job_name for s in sweeps for sub in s.submissions},
-                    known={(j.sweep_name, j.chunk): j.job_id for j in self.db.jobs(launch_id)},
+                    known={(j.sweep_name, j.chunk): j.job_id for j in recorded if j.attempt == 1},
+                    retried=frozenset(j.job_name for j in recorded if j.attempt > 1),
                     submit_started=record.submit_started)
             self._submit(sweeps, remote, layout=layout, launch_id=launch_id, adopted=adopted,
                          cluster=prepared.profile.name, freeze=freeze)

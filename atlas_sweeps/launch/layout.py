@@ -78,12 +78,14 @@ class RetryLayout(LaunchLayout):
         return f"{self.root}/logs/{self.launch_id}/retry{self.attempt}/{sweep}"
 
 
-EXIT_STREAM = "exit"
+EXIT_STREAM = "exit"  # <array>_<task>.exit: the exit code the task's script wrote as it exited
+RUN_STREAM = "run"  # <array>_<task>.run: the W&B run an agent task is on (its id and parameters)
 
 
-def exit_files(output_pattern: str, *, job_id: str) -> tuple[str, str]:
-    """``(directory, glob)`` of the exit-code files of array ``job_id`` whose ``--output`` is ``output_pattern``."""
-    return posixpath.dirname(output_pattern), f"{job_id}_*.{EXIT_STREAM}"
+def exit_files(output_pattern: str, *, job_id: str, stream: str = EXIT_STREAM) -> tuple[str, str]:
+    """``(directory, glob)`` of the exit-code files (or ``stream``'s files) of array ``job_id`` whose
+    ``--output`` is ``output_pattern``."""
+    return posixpath.dirname(output_pattern), f"{job_id}_*.{stream}"
 
 
 def log_path(pattern: str, *, job_id: str, task: int | None) -> str:

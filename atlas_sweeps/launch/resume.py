@@ -79,11 +79,12 @@ def _names(keys: list[ChunkKey]) -> str:
 
 def adopt_submitted(*, launch_id: str, expected: Mapping[ChunkKey, str], known: Mapping[ChunkKey, str],
                     cluster: ClusterJobs, submit_started: float | None, now: float,
-                    force_unknown: bool = False) -> dict[ChunkKey, str]:
+                    force_unknown: bool = False, retried: frozenset[str] = frozenset()) -> dict[ChunkKey, str]:
     """The chunks the database does not know but the cluster has (chunk -> array id), to record, not submit.
 
-    ``expected`` maps every chunk of the recorded plan to its job name; ``known`` is what the database holds;
-    ``submit_started`` is when a submission of this launch was last attempted (None: never, so nothing can
+    ``expected`` maps every chunk of the recorded plan to its job name; ``known`` is what the database holds of
+    each chunk's first array; ``retried`` names the arrays of ``retry`` rounds the database recorded (the cluster
+    may list them: they are accounted for); ``submit_started`` is when a submission of this launch was last attempted (None: never, so nothing can
     exist). Raises ``RemoteError`` when the answer cannot be trusted, or when the cluster holds an array the
     plan or the database does not account for."""
     unknown = [key for key in expected if key not in known]
@@ -108,7 +109,8 @@ def adopt_submitted(*, launch_id: str, expected: Mapping[ChunkKey, str], known: 
                      f"know, '{resume} --force-resubmit-unknown' submits them")
     ids: dict[str, set[str]] = {}
     for name, job_id in (*cluster.squeue, *cluster.sacct):
-        ids.setdefault(name, set()).add(job_id)
+        if name not in retried:
+            ids.setdefault(name, set()).add(job_id)
     by_name = {name: key for key, name in expected.items()}
     strange = sorted(name for name in ids if name not in by_name)
     if strange:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
@@ -22,6 +23,20 @@ def hours_text(hours: float) -> str:
 
 def totals_lines(runs: int, hours: float) -> list[str]:
     return [f"num runs: {runs}", f"total gpu hours: {hours_text(hours)}"]
+
+
+SHOWN_RUNS = 20  # a dry run's text lists this many runs of a sweep; --json lists them all
+
+
+def run_lines(run_argv: tuple[tuple[str, ...], ...], *, runs: int, limit: int = SHOWN_RUNS) -> list[str]:
+    """Each run's command line as a shell would take it (``0  python main.py --lr=0.1``), the first ``limit``
+    of them; a backend whose agents pick their runs has none to list (pure)."""
+    if not run_argv:
+        return [f"  {runs} run(s), handed to the agents by the sweep's controller as they ask"]
+    lines = [f"  {i:>{len(str(len(run_argv) - 1))}}  {shlex.join(argv)}" for i, argv in enumerate(run_argv[:limit])]
+    if len(run_argv) > limit:
+        lines.append(f"  ... and {len(run_argv) - limit} more (--json lists every run's arguments)")
+    return lines
 
 
 def dry_run_document(prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, root: DryRunRoot) -> dict[str, Any]:
@@ -69,11 +84,16 @@ def print_dry_run(console: Console, prepared: Prepared, sweeps: tuple[PreparedSw
     if root.note:
         console.print(f"[yellow]note:[/] {escape(root.note)}", highlight=False)
     for s in sweeps:
-        console.rule(f"[bold]{s.name}[/]  tags: {', '.join(s.planned.spec.tags) or '-'}  runs: {s.planned.runs}  "
-                     f"jobs: {s.planned.jobs}  gpu hours: {hours_text(s.planned.hours)}", align="left")
+        # A printed heading, not a rule: a rule crops its title to the width, and a pipe is 80 columns.
+        console.print(f"[bold]── {escape(s.name)}[/]  tags: {escape(', '.join(s.planned.spec.tags) or '-')}  "
+                      f"runs: {s.planned.runs}  jobs: {s.planned.jobs}  gpu hours: {hours_text(s.planned.hours)}",
+                      highlight=False)
         config = yaml.safe_dump(s.planned.spec.config, sort_keys=False).rstrip()
         console.print("[dim]# sweep configuration[/]")
         _code(console, config, "yaml")
+        console.print("[dim]# runs[/]")
+        for line in run_lines(s.planned.run_argv, runs=s.planned.runs):
+            console.print(line, markup=False, highlight=False)
         console.print(f"[dim]# sbatch script {s.script_path}[/]")
         _code(console, s.script_text.rstrip(), "bash")
         console.print("[dim]# submitted with[/]")

@@ -13,6 +13,10 @@ OOM, TIMEOUT, NODE_FAIL, PREEMPTED, CANCELLED, ERROR = "oom", "timeout", "node_f
 CAUSES: tuple[str, ...] = (OOM, TIMEOUT, NODE_FAIL, PREEMPTED, CANCELLED, ERROR)
 WORDS: dict[str, str] = {OOM: "out of memory", TIMEOUT: "time limit", NODE_FAIL: "node failure",
                          PREEMPTED: "preempted", CANCELLED: "cancelled", ERROR: "error"}
+# Not a failure: a pending agent task ``status`` cancelled because its sweep had nothing left to run
+# (``status/reap.py``); it counts as done, and ``report`` and ``retry`` leave it alone.
+REAPED = "reaped"
+WORDS[REAPED] = "reaped"
 ERROR_LINE_CHARS = 300  # what one error line keeps: the state database and the table stay small
 
 # Slurm states that say the cause by themselves.

@@ -19,7 +19,8 @@ def merge_tasks(*, arrays: Mapping[str, int | Iterable[int]], squeue: Iterable[T
     UNKNOWN. A final state's exit code comes from the task's exit-code file, else its own sacct record, else
     squeue. A cancel recorded by ``cancel`` beats a sacct state that is not final (a stale pending-remainder
     record). Without accounting, a task of a ``queried`` array that left squeue with no exit code written
-    (killed before its script could write it) has ended, how is not known: UNKNOWN, last seen."""
+    (killed before its script could write it) has ended, how is not known: UNKNOWN, last seen. A task that
+    left squeue keeps the requeue count last seen there."""
     live = {(t.job_id, t.task): t for t in squeue}
     acct = {(t.job_id, t.task): t for t in sacct}
     seen = {(t.job_id, t.task): t for t in last_seen}
@@ -33,6 +34,9 @@ def merge_tasks(*, arrays: Mapping[str, int | Iterable[int]], squeue: Iterable[T
             if state is None:
                 state = _left_squeue(key, acct=acct, seen=seen, codes=codes,
                                      ended_unseen=accounting is False and job_id in asked)
+                last = seen.get(key)
+                if last is not None and last.restarts > state.restarts:  # sacct keeps no restart count
+                    state = replace(state, restarts=last.restarts)
             elif not is_terminal(state.state) or (key not in codes and key not in acct):
                 out[key] = state  # the common case of a large live array: nothing to fill in
                 continue

@@ -22,8 +22,9 @@ def sacct_command(*, ids_expr: str, start_expr: str) -> str:
     """``sacct`` for arrays that left squeue: allocations only (``-X``), parsable, since ``start_expr``.
     Both arguments are bash expressions (``"$need"``, ``"$start"``) computed on the cluster: the start
     time in the cluster's own time zone, which also guards against job id reuse. 22.05 has no
-    ``--array``: asking for an array id lists every task."""
-    return (f"sacct -X --parsable2 --noheader -j {ids_expr} --starttime {start_expr} "
+    ``--array``: asking for an array id lists every task. ``--duplicates``: a requeued task's earlier
+    attempts too (REQUEUED records), which is how a task that left squeue tells how often it was requeued."""
+    return (f"sacct -X --parsable2 --noheader --duplicates -j {ids_expr} --starttime {start_expr} "
             f"--format={','.join(SACCT_FIELDS)}")
 
 
@@ -35,11 +36,12 @@ def sacct_final_command(id_expr: str) -> str:
 def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[TaskState]:
     """Tasks in ``sacct_command``'s output. A record of one task beats the array's pending-remainder record
     (``1_[2,4-5%1]``, which lags behind the tasks split off it), which beats a record without a task id;
-    among equals a later record (e.g. after a requeue) wins. Only a record of one task gives an exit code,
+    among equals a later record (e.g. after a requeue) wins, counting the REQUEUED ones before it. Only a record of one task gives an exit code,
     and a final record without a task id (the original record, its task not yet written) is left out."""
     wanted = set(job_ids) if job_ids is not None else None
     found: dict[tuple[str, int], TaskState] = {}
     rank: dict[tuple[str, int], int] = {}
+    requeued: dict[tuple[str, int], int] = {}  # REQUEUED records of one task: its earlier attempts
     for rec in records(text, SACCT_FIELDS):
         try:
             job_id, tasks, level = _tasks_of(rec["JobID"])
@@ -55,6 +57,8 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
         end = clean(rec["End"]) if is_terminal(state) else ""
         elapsed, limit = parse_duration(rec["Elapsed"]), parse_duration(rec["Timelimit"])
         code = final_code(state, rec["ExitCode"]) if level == 2 else None  # a record of several tasks: not theirs
+        if level == 2 and rec["State"].startswith("REQUEUED"):
+            requeued[(job_id, tasks[0])] = requeued.get((job_id, tasks[0]), 0) + 1
         for task in tasks:
             key = (job_id, task)
             if rank.get(key, -1) > level:
@@ -62,7 +66,7 @@ def parse_sacct(text: str, *, job_ids: Iterable[str] | None = None) -> list[Task
             rank[key] = level
             found[key] = TaskState(job_id=job_id, task=task, state=state, reason=reason, node=node,
                                    elapsed=elapsed, time_limit=limit, exit_code=code, start=start, end=end,
-                                   source=SACCT_SOURCE)
+                                   source=SACCT_SOURCE, restarts=requeued.get(key, 0))
     return list(found.values())
 
 

@@ -14,9 +14,9 @@ from atlas_sweeps.slurm.states import is_terminal, normalize_state
 from atlas_sweeps.slurm.task import SQUEUE_SOURCE, TaskState
 
 # squeue -O fields, '|'-delimited; exit_code is the raw wait status (768 = exit 3, 9 = signal 9) up to 22.05,
-# ``exit:signal`` (``3:0``) since 23.02.
+# ``exit:signal`` (``3:0``) since 23.02. RestartCnt: how often the task was requeued.
 SQUEUE_FIELDS = ("ArrayJobID", "ArrayTaskID", "JobID", "State", "Reason", "NodeList", "TimeUsed", "TimeLimit",
-                 "StartTime", "EndTime", "exit_code")
+                 "StartTime", "EndTime", "RestartCnt", "exit_code")
 
 
 def column(name: str) -> int:
@@ -65,8 +65,9 @@ def parse_squeue(text: str, *, job_ids: Iterable[str] | None = None) -> list[Tas
         node, start = clean(rec["NodeList"]), clean(rec["StartTime"])
         end = clean(rec["EndTime"]) if is_terminal(state) else ""
         elapsed, limit = parse_duration(rec["TimeUsed"]), parse_duration(rec["TimeLimit"])
+        restarts = int(rec["RestartCnt"]) if rec["RestartCnt"].isdigit() else 0
         for task in tasks if tasks is not None else (0,):
             out.append(TaskState(job_id=array_job, task=task, state=state, reason=reason, node=node,
                                  elapsed=elapsed, time_limit=limit, exit_code=exit_code, start=start, end=end,
-                                 source=SQUEUE_SOURCE))
+                                 source=SQUEUE_SOURCE, restarts=restarts))
     return out

@@ -36,14 +36,16 @@ class TaskState:
     start: str = ""
     end: str = ""
     source: str = SQUEUE_SOURCE  # squeue, sacct, exit-file, last-seen, scancel, none
+    restarts: int = 0  # times the task was requeued (squeue's RestartCnt; kept from the last state seen)
 
     # A poll builds one per task, thousands of them: the generated __init__ of a frozen dataclass makes a
     # call per field (object.__setattr__), this one fills the fields at once, at half the cost.
     def __init__(self, job_id: str, task: int, state: str, reason: str = "", node: str = "",
                  elapsed: int | None = None, time_limit: int | None = None, exit_code: int | None = None,
-                 start: str = "", end: str = "", source: str = SQUEUE_SOURCE) -> None:
+                 start: str = "", end: str = "", source: str = SQUEUE_SOURCE, restarts: int = 0) -> None:
         self.__dict__.update(job_id=job_id, task=task, state=state, reason=reason, node=node, elapsed=elapsed,
-                             time_limit=time_limit, exit_code=exit_code, start=start, end=end, source=source)
+                             time_limit=time_limit, exit_code=exit_code, start=start, end=end, source=source,
+                             restarts=restarts)
 
     @classmethod
     def from_fields(cls: type[_T], values: dict[str, Any]) -> _T:

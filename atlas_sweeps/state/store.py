@@ -80,6 +80,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE jobs_v5 RENAME TO jobs",
         "CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id)",
     ),
+    (
+        # the W&B run an agent task was last on, "<run id> <parameters as JSON>" (status.agent_runs)
+        "ALTER TABLE task_states ADD COLUMN agent_run TEXT NOT NULL DEFAULT ''",
+    ),
+    (
+        # how often a task was requeued (preemption, time limit): squeue's RestartCnt, kept once it left squeue
+        "ALTER TABLE task_states ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 
@@ -402,14 +410,15 @@ class TaskSeen(TaskState):
     seen: float = 0.0
     cause: str = ""  # why it did not complete (``slurm.causes``), once final: its log is not read again
     error: str = ""  # its log's last error line
+    agent_run: str = ""  # W&B: the run its agent was last on, "<run id> <parameters as JSON>"
 
     @classmethod
     def of(cls, state: TaskState, *, launch_id: str, log_line: str = "", seen: float = 0.0, cause: str = "",
-           error: str = "") -> TaskSeen:
+           error: str = "", agent_run: str = "") -> TaskSeen:
         """The row recording ``state``."""
         # vars(): a TaskState's fields (a TaskSeen's too, whose own are replaced).
         return cls.from_fields({**vars(state), "launch_id": launch_id, "log_line": log_line, "seen": seen,
-                                "cause": cause, "error": error})
+                                "cause": cause, "error": error, "agent_run": agent_run})
 
     def task_state(self) -> TaskState:
         """The Slurm state alone (a TaskSeen is one already: merges take it as it is)."""

@@ -46,7 +46,10 @@ def _last_line(row: TaskRow) -> str:
 
 
 def _state(row: TaskRow) -> str:
-    return row.state.state + (" (last seen)" if row.state.source == LAST_SEEN_SOURCE else "")
+    """The state, how often the task was requeued (preemption, time limit) and whether it is only last seen."""
+    notes = [f"requeued {row.state.restarts}"] if row.state.restarts else []
+    notes += ["last seen"] if row.state.source == LAST_SEEN_SOURCE else []
+    return row.state.state + (f" ({', '.join(notes)})" if notes else "")
 
 
 TASK_COLUMNS: tuple[Column, ...] = (
@@ -55,8 +58,8 @@ TASK_COLUMNS: tuple[Column, ...] = (
         "task": lambda r: r.state.task}),
     Column("run", _run, json={"run": lambda r: r.run, "attempts": lambda r: r.attempts}, justify="right"),
     Column("params", lambda r: r.label, json={"params": lambda r: r.params}, max_width=32),
-    Column("state", _state, json={"state": lambda r: r.state.state, "category": lambda r: r.category},
-           colored=True),
+    Column("state", _state, json={"state": lambda r: r.state.state, "category": lambda r: r.category,
+                                  "requeues": lambda r: r.state.restarts}, colored=True),
     Column("reason", lambda r: r.state.reason, json={"reason": lambda r: r.state.reason}, max_width=18),
     Column("node", lambda r: r.state.node, json={"node": lambda r: r.state.node}, max_width=12),
     Column("elapsed/limit", _elapsed, json={"elapsed": lambda r: r.state.elapsed,

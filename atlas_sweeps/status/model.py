@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from atlas_sweeps.slurm.causes import Diagnosis
+from atlas_sweeps.slurm.causes import REAPED, Diagnosis
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
 from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
-from atlas_sweeps.status.run_params import params_label, varying_keys
+from atlas_sweeps.status.agent_runs import AgentRun
+from atlas_sweeps.status.run_params import params_label, searched_keys, varying_keys
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class TaskRow:
 
     @property
     def category(self) -> str:
+        """The state's category; a task reaped because its sweep had nothing left to run counts as done."""
+        if self.diagnosis is not None and self.diagnosis.cause == REAPED:
+            return DONE
         return category(self.state.state)
 
 
@@ -124,9 +128,10 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                         polled: float | None, accounting: bool | None, stale: bool = False,
                         error: str | None = None, wandb: dict[str, dict[str, int]] | None = None,
                         notes: tuple[str, ...] = (),
-                        diagnoses: Mapping[tuple[str, int], Diagnosis] | None = None) -> LaunchStatus:
+                        diagnoses: Mapping[tuple[str, int], Diagnosis] | None = None,
+                        agent_runs: Mapping[tuple[str, int], AgentRun] | None = None) -> LaunchStatus:
     """Group merged task states by sweep, in the order the launch recorded them, one row per run: its latest
-    attempt (pure)."""
+    attempt; a W&B agent task's row shows the run it is on, from ``agent_runs`` (pure)."""
     out = []
     why = diagnoses or {}
     for sweep in sweeps:
@@ -138,9 +143,13 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                 state = states.get(key) or TaskState(job_id=job.job_id, task=task, state="UNKNOWN", source=NO_SOURCE)
                 run = job.task_offset + task
                 params = sweep.run_params[run] if run < len(sweep.run_params) else None
+                label = params_label(params, keys) if params else ""
+                agent = (agent_runs or {}).get(key)
+                if params is None and agent is not None:
+                    params, label = agent.params, agent.label(keys or searched_keys(sweep.config))
                 before = rows.pop(run, None)
                 rows[run] = TaskRow(state=state, run=run, log_line=log_lines.get(key, ""), params=params,
-                                    label=params_label(params, keys) if params else "", diagnosis=why.get(key),
+                                    label=label, diagnosis=why.get(key),
                                     attempts=before.attempts + 1 if before else 1,
                                     spent=(before.spent if before else 0) + (state.elapsed or 0))
         out.append(SweepStatus(name=sweep.name, tags=sweep.tags, sweep_id=sweep.sweep_id, url=sweep.url,

@@ -10,12 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from string import Template
 
-from atlas_sweeps.launch.layout import exit_files
+from atlas_sweeps.launch.layout import RUN_STREAM, exit_files
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_answer, parse_sacct, sacct_command
 from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
 from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
+from atlas_sweeps.status.agent_runs import AgentRun, parse_agent_runs
+from atlas_sweeps.status.reap import Reaped, parse_reap, reap_lines
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
 LOG_LINE_BYTES = 300  # per task: the poll's output stays small whatever the logs hold
@@ -50,6 +52,8 @@ class PollResult:
     exit_codes: dict[tuple[str, int], int] = field(default_factory=dict)
     err_tails: dict[tuple[str, int], str] = field(default_factory=dict)  # tasks that ended and were not exit 0
     err_cut: bool = False  # MAX_ERR_TASKS was reached: some ended tasks' logs were left for the next poll
+    agent_runs: dict[tuple[str, int], AgentRun] = field(default_factory=dict)  # W&B: the run each agent is on
+    reaped: Reaped = field(default_factory=lambda: Reaped(arrays=frozenset()))
 
 
 def _awk(template: str) -> str:
@@ -81,8 +85,9 @@ _SACCT_STATES_AWK = (f'NF > 1 {{split(${SACCT_FIELDS.index("State") + 1}, w, " "
 _LOGGED_AWK = _awk(f'{{gsub(/ /, "")}} $STATE == "{LOGGED_STATE}" {{print $ARRAY, $TASK, $JOBID}}')
 
 
-def poll_script(arrays: list[ArrayQuery]) -> str:
-    """The bash run once per refresh for every array of one cluster."""
+def poll_script(arrays: list[ArrayQuery], *, reap: Iterable[str] = ()) -> str:
+    """The bash run once per refresh for every array of one cluster; the pending tasks of the arrays of
+    ``reap`` (sweeps with nothing left to run) are cancelled right after its squeue (``status/reap.py``)."""
     need_spec = " ".join(f"{a.job_id}:{a.task_count}" for a in arrays)
     start = int(min(a.submitted for a in arrays) - 300)
     quote = chr(34)
@@ -96,6 +101,7 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         'rc=$?',
         'if [ "$rc" -ne 0 ]; then emit squeue_error "$(cat "$errf")"; rm -f "$errf"; exit 0; fi',
         'emit squeue "$sq"',
+        *reap_lines(reap),
         # Arrays whose tasks are not all active in squeue: only those need sacct.
         f"need=$(printf '%s\\n' \"$sq\" | awk -F'|' -v spec={shlex.quote(need_spec)} "
         f"-v active={shlex.quote(' '.join(ACTIVE_STATES))} {shlex.quote(_NEED_AWK)})",
@@ -122,8 +128,11 @@ def poll_script(arrays: list[ArrayQuery]) -> str:
         *(f"lastline {a.job_id} {t} {a.job_id}_{t}" for a in arrays if a.job_id.isdigit()
           for t in a.recheck[:MAX_LOG_TASKS]),
         # The exit codes the tasks' scripts wrote as they exited: "<array>_<task>.exit:<code>" lines.
-        *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} /dev/null)"'
-          for a in arrays if a.job_id.isdigit() for d, g in [exit_files(a.output, job_id=a.job_id)]),
+        # ... and the W&B run each agent task is on ("<array>_<task>.run:<run id> <params>" lines).
+        *(f'emit exits:{a.job_id} "$(cd {shlex.quote(d)} 2>/dev/null && grep -s "" -- {g} {r} /dev/null)"'
+          for a in arrays if a.job_id.isdigit()
+          for (d, g), (_, r) in [(exit_files(a.output, job_id=a.job_id),
+                                  exit_files(a.output, job_id=a.job_id, stream=RUN_STREAM))]),
         *_err_tail_lines(arrays),
         'rm -f "$errf"',
         "emit done ok",
@@ -171,6 +180,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     logs: dict[tuple[str, int], str] = {}
     exit_codes: dict[tuple[str, int], int] = {}
     err_tails: dict[tuple[str, int], str] = {}
+    agent_runs: dict[tuple[str, int], AgentRun] = {}
     for key, value in facts:
         if key.startswith(("log:", "err:")):
             job, _, task = key[4:].partition("_")
@@ -178,6 +188,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
                 (logs if key.startswith("log:") else err_tails)[(job, int(task))] = value
         elif key.startswith("exits:"):
             exit_codes.update(parse_exit_files(value, job_id=key[6:]))
+            agent_runs.update(parse_agent_runs(value, job_id=key[6:]))
         else:
             values[key] = value
     if "squeue_error" in values:
@@ -189,7 +200,8 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     sacct = parse_sacct(values.get("sacct", ""), job_ids=ids) if accounting else []
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
                       accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
-                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes")
+                      err_tails=err_tails, err_cut=values.get("err_cut") == "yes", agent_runs=agent_runs,
+                      reaped=parse_reap(values.get("reap")))
 
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:

@@ -9,17 +9,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from atlas_sweeps.backends.base import SweepBackend
+from atlas_sweeps.backends.base import SweepBackend, SweepProgress
 from atlas_sweeps.errors import is_retryable
 from atlas_sweeps.remote.base import Remote
 from atlas_sweeps.slurm.merge import merge_tasks
 from atlas_sweeps.slurm.states import is_terminal
 from atlas_sweeps.slurm.task import CANCEL_SOURCE, LAST_SEEN_SOURCE
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, TaskSeen
-from atlas_sweeps.status.backend_progress import sweep_progress
-from atlas_sweeps.status.diagnosis import diagnose_tasks, to_diagnose, undiagnosed_failure
+from atlas_sweeps.status.agent_runs import parse_agent_run
+from atlas_sweeps.status.backend_progress import ask_progress, run_counts
+from atlas_sweeps.status.diagnosis import Diagnoses, diagnose_tasks, to_diagnose, undiagnosed_failure
 from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, build_launch_status
 from atlas_sweeps.status.poll import LOGGED_STATE, ArrayQuery, PollResult, parse_poll, poll_script
+from atlas_sweeps.status.reap import ReapTarget, reap_notes, reap_squeue, reap_targets, reaped_diagnosis
 from atlas_sweeps.status.stored import stored_status
 
 _NO_ACCOUNTING_NOTE = ("no accounting (sacct) on this cluster: a job that ended without writing its exit code "
@@ -40,6 +42,7 @@ class Poller:
     db: StateDB
     remote_factory: Callable[[str], Remote]  # cluster name -> Remote
     backend_for: Callable[[LaunchRecord], SweepBackend] | None = None  # None: no backend progress fetched
+    reap_for: Callable[[LaunchRecord], bool] = lambda _rec: False  # cancel idle sweeps' pending tasks (status)
     clock: Callable[[], float] = time.time
     # Another script to run in the same call, before the poll's (cluster, its launches -> bash, "" for none),
     # e.g. report's; what the call printed is kept in ``extra_out`` by cluster for its parser.
@@ -97,56 +100,77 @@ class Poller:
     def _poll_cluster(self, cluster: str, recs: list[LaunchRecord]) -> list[LaunchStatus]:
         plans: dict[str, tuple[list[JobRecord], dict[tuple[str, int], TaskSeen]]] = {}
         arrays: list[ArrayQuery] = []
+        progress: dict[str, tuple[dict[str, SweepProgress] | None, str | None]] = {}
+        targets: list[ReapTarget] = []
         for rec in recs:
             jobs = self.db.jobs(rec.id)
             seen = {(s.job_id, s.task): s for s in self.db.task_states(rec.id)}
             plans[rec.id] = (jobs, seen)
             arrays += _queries(jobs, seen, polled=_polled(self.db, rec.id))
+            # Asked before the poll: a sweep with nothing left to run has its pending tasks cancelled by it.
+            progress[rec.id] = self._progress(rec)
+            if self.reap_for(rec) and progress[rec.id][0]:
+                targets += reap_targets(jobs, self.db.sweeps(rec.id), progress[rec.id][0] or {}, seen)
         result = PollResult(squeue=[], sacct=[], accounting=None, log_lines={})
         extra = self.extra(cluster, recs) if self.extra else ""
         if arrays or extra:
             remote = self._remote(cluster)
             self.calls += 1
-            out = remote.run_script(extra + (poll_script(arrays) if arrays else ""), timeout=120)
+            out = remote.run_script(extra + (poll_script(arrays, reap=[t.job_id for t in targets]) if arrays else ""),
+                                    timeout=120)
             self.extra_out[cluster] = out.stdout
             if arrays:
                 result = parse_poll(out.stdout, job_ids=[a.job_id for a in arrays])
+        squeue, reaped = reap_squeue(result.squeue, result.reaped.arrays)
+        why_reaped = {t.job_id: t for t in targets}
         now = self.clock()
         statuses = []
         for rec in recs:
             jobs, seen = plans[rec.id]
             prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
-            states = merge_tasks(arrays={j.job_id: j.tasks for j in jobs}, squeue=result.squeue,
+            states = merge_tasks(arrays={j.job_id: j.tasks for j in jobs}, squeue=squeue,
                                  sacct=result.sacct, last_seen=seen.values(),
                                  exit_codes=result.exit_codes, accounting=accounting,
                                  queried={a.job_id for a in arrays})
             logs = {key: s.log_line for key, s in seen.items() if s.log_line}
             logs.update({k: v for k, v in result.log_lines.items() if v})
+            agents = {key: run for key, s in seen.items() if s.agent_run and (run := parse_agent_run(s.agent_run))}
+            agents.update(result.agent_runs)
             why = diagnose_tasks(states, seen=seen, err_tails=result.err_tails, err_cut=result.err_cut)
+            mine = {key for key in reaped if key in states}
+            if mine:
+                shown = dict(why.shown)
+                shown.update({key: reaped_diagnosis(why_reaped[key[0]].why) for key in mine})
+                why = Diagnoses(shown=shown, final=why.final | mine)
             rows = []
             for key, st in states.items():
                 final = why.shown[key] if key in why.final else None
                 rows.append(TaskSeen.of(st, launch_id=rec.id, log_line=logs.get(key, ""), seen=now,
-                                        cause=final.cause if final else "", error=final.error if final else ""))
+                                        cause=final.cause if final else "", error=final.error if final else "",
+                                        agent_run=agents[key].line if key in agents else ""))
             self.db.save_task_states(rec.id, rows, polled=now, accounting=accounting)
             notes = []
             if accounting is False and any(s.source == LAST_SEEN_SOURCE for s in states.values()):
                 notes.append(_NO_ACCOUNTING_NOTE)
             if result.sacct_error:
                 notes.append(f"sacct failed: {result.sacct_error}")
-            wandb, werr = self._progress(rec)
+            runs, werr = progress[rec.id]
+            wandb = run_counts(runs)
             if werr:
                 notes.append(werr)
+            own = {j.job_id for j in jobs}
+            notes += reap_notes([t for t in targets if t.job_id in own], mine, error=result.reaped.error)
             statuses.append(build_launch_status(rec, self.db.sweeps(rec.id), jobs, states=states, log_lines=logs,
                                                 polled=now, accounting=accounting, wandb=wandb,
-                                                notes=tuple(notes), diagnoses=why.shown))
+                                                notes=tuple(notes), diagnoses=why.shown,
+                                                agent_runs=agents))
         return statuses
 
-    def _progress(self, rec: LaunchRecord) -> tuple[dict[str, dict[str, int]] | None, str | None]:
+    def _progress(self, rec: LaunchRecord) -> tuple[dict[str, SweepProgress] | None, str | None]:
         if self.backend_for is None:
             return None, None
-        return sweep_progress(self.backend_for(rec), self.db.sweeps(rec.id))
+        return ask_progress(self.backend_for(rec), self.db.sweeps(rec.id))
 
 
 def _polled(db: StateDB, launch_id: str) -> float | None:

@@ -20,6 +20,17 @@ def varying_keys(runs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(k for k in keys if any(run.get(k, missing) != first.get(k, missing) for run in runs))
 
 
+def searched_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The parameters a W&B sweep config searches over (several ``values``, a range or a distribution): what
+    varies between its runs when the runs are not known in advance."""
+    params = config.get("parameters") if isinstance(config, Mapping) else None
+    if not isinstance(params, Mapping):
+        return ()
+    return tuple(k for k, spec in params.items() if isinstance(spec, Mapping) and (
+        (isinstance(spec.get("values"), list) and len(spec["values"]) > 1)
+        or any(x in spec for x in ("min", "max", "distribution"))))
+
+
 def params_label(params: Mapping[str, Any], keys: Sequence[str]) -> str:
     """``params``'s ``keys`` as ``k=v`` words."""
     return " ".join(f"{k}={_text(params[k])}" for k in keys if k in params)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from atlas_sweeps.slurm.states import PENDING, RUNNING, category
 from atlas_sweeps.state.store import LaunchRecord, StateDB
+from atlas_sweeps.status.agent_runs import parse_agent_run
 from atlas_sweeps.status.diagnosis import stored_diagnosis
 from atlas_sweeps.status.model import LaunchStatus, build_launch_status
 
@@ -20,10 +21,11 @@ def stored_status(db: StateDB, launch: LaunchRecord, *, stale: bool = False, err
     states = {(s.job_id, s.task): s for s in seen}
     logs = {(s.job_id, s.task): s.log_line for s in seen if s.log_line}
     why = {(s.job_id, s.task): d for s in seen if (d := stored_diagnosis(s)) is not None}
+    agents = {(s.job_id, s.task): run for s in seen if s.agent_run and (run := parse_agent_run(s.agent_run))}
     return build_launch_status(launch, db.sweeps(launch.id), db.jobs(launch.id), states=states, log_lines=logs,
                                polled=poll.polled if poll else None,
                                accounting=poll.accounting if poll else None, stale=stale, error=error,
-                               diagnoses=why)
+                               diagnoses=why, agent_runs=agents)
 
 
 def is_unfinished(db: StateDB, launch: LaunchRecord, *, now: float) -> bool:

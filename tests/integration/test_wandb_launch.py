@@ -160,3 +160,24 @@ def _expect_quick_failure(ws: WandbWorkspace, label: str, args: list[str], env: 
     assert result.returncode != 0, f"{label}: {result.stdout}"
     assert message in result.stderr, f"{label}: {result.stderr}"
     assert took < 15, f"{label} took {took:.1f} s"
+
+
+def test_status_shows_the_run_each_agent_task_was_on_with_its_searched_parameters(ws: WandbWorkspace,
+                                                                                    launched: Launched) -> None:
+    doc = json.loads(ws.ok("status", "--once", "--json", "--launch", launched.grid["launch"]).stdout)
+    [launch] = doc["launches"]
+    table = ws.ok("status", "--once", "--launch", launched.grid["launch"]).stdout
+    for sweep in launch["sweeps"]:
+        runs = {r.id: r for r in ws.standin.runs_of(sweep["sweep_id"].split("/")[2])}
+        last_runs = {a.run_ids[-1] for a in ws.standin.agents_of(sweep["sweep_id"].split("/")[2])}
+        searched = "hp1" if sweep["name"].endswith("hp1_iso") else "hp2"
+        assert len(sweep["tasks"]) == 2
+        shown = set()
+        for task in sweep["tasks"]:
+            # the agent's last run: its parameters are that run's config at W&B
+            [run_id] = [r for r in last_runs if runs[r].config[searched] == task["params"][searched]
+                        and runs[r].config["hp1"] == task["params"]["hp1"]]
+            shown.add(run_id)
+            assert task["params"]["seed"] == 42
+            assert f"{run_id}: {searched}={runs[run_id].config[searched]}" in table, table
+        assert shown == last_runs

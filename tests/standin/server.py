@@ -330,6 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.loads(body or b"{}")
         with store.lock:
             _apply_file_stream(run, payload)
+            store.requeue_if_preempted(run)
         summary = {k: v for k, v in payload.items() if k != "files"}  # complete, exitcode, uploaded, ...
         self._send(200, {"exitcode": None, "limits": {}}, variables=summary)
 
@@ -347,9 +348,12 @@ def _apply_file_stream(run: RunRecord, payload: dict[str, Any]) -> None:
     run.heartbeat_at = _now_iso()
     if run.state == "pending":
         run.state = "running"
+    if payload.get("preempting"):
+        run.preempting, run.state = True, "preempting"
     if payload.get("complete"):
         run.exitcode = payload.get("exitcode")
-        run.state = "finished" if not run.exitcode else "failed"
+        # a run that said it was being preempted and stopped unfinished is preempted: its sweep requeues it
+        run.state = "finished" if not run.exitcode else "preempted" if run.preempting else "failed"
 
 
 def _now_iso() -> str:

@@ -39,6 +39,7 @@ class SweepRecord:
     created_at: str = field(default_factory=_now_iso)
     pending_grid: list[dict[str, Any]] | None = None  # grid points not handed out yet (grid sweeps only)
     handed_out: int = 0
+    requeued: list[str] = field(default_factory=list)  # preempted runs to hand out again, as the same runs
     prior_runs: list[str] = field(default_factory=list)  # runs of other sweeps counted as this one's (priorRunsFilters)
 
     @property
@@ -101,6 +102,8 @@ class RunRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     agent_state: str | None = None
+    preempting: bool = False  # the run said so (`run.mark_preempting()`): if it stops unfinished, it is requeued
+    resumes: int = 0  # times it was handed out again after a preemption
     created_at: str = field(default_factory=_now_iso)
     heartbeat_at: str = field(default_factory=_now_iso)
 
@@ -254,12 +257,21 @@ class Store:
                     running.append(run_id)
                 else:
                     run.agent_state = "ended"
-                    if run.state == "running":  # talked to us but never sent `complete`: it died
+                    if run.preempting and run.state in ("running", "preempting", "preempted"):
+                        self._requeue(sweep, run)  # the service's sweep controller hands it out again
+                    elif run.state == "running":  # talked to us but never sent `complete`: it died
                         run.state = "crashed"
             if sweep.state == "CANCELED" and running:
                 return [{"type": "stop", "run_id": r} for r in running]
             if running:
                 return []
+            if sweep.state not in DONE_SWEEP_STATES and sweep.state != "PAUSED" and sweep.requeued:
+                run = self._run_by_id(sweep.entity, sweep.project, sweep.requeued.pop(0))
+                if run is not None:  # the preempted run again: same id, same parameters
+                    run.agent, run.agent_state, run.state = agent.id, "assigned", "pending"
+                    run.resumes, run.preempting = run.resumes + 1, False
+                    agent.run_ids.append(run.id)
+                    return [{"type": "run", "run_id": run.id, "program": run.program, "args": run.args}]
             if sweep.state not in DONE_SWEEP_STATES and sweep.state != "PAUSED":
                 args = self._next_args(sweep)
                 if args is not None:
@@ -275,6 +287,17 @@ class Store:
                 return [{"type": "exit"}]
             return []
 
+    def _requeue(self, sweep: SweepRecord, run: RunRecord) -> None:
+        run.state = "preempted"
+        if run.id not in sweep.requeued:
+            sweep.requeued.append(run.id)
+
+    def requeue_if_preempted(self, run: RunRecord) -> None:
+        """A sweep's run that ended preempted (its ``complete`` said so) is handed out again (lock held)."""
+        sweep = self.sweeps.get(run.sweep or "")
+        if sweep is not None and run.state == "preempted":
+            self._requeue(sweep, run)
+
     def _next_args(self, sweep: SweepRecord) -> dict[str, Any] | None:
         if sweep.pending_grid is not None:
             return sweep.pending_grid.pop(0) if sweep.pending_grid else None
@@ -283,6 +306,8 @@ class Store:
         return sample_random(sweep.config.get("parameters", {}), self._rng)
 
     def _sweep_exhausted(self, sweep: SweepRecord) -> bool:
+        if sweep.requeued:
+            return False
         if sweep.pending_grid is not None:
             return not sweep.pending_grid
         return sweep.run_cap is not None and sweep.handed_out >= sweep.run_cap

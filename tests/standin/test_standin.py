@@ -347,3 +347,36 @@ def test_prior_runs_of_a_new_grid_sweep_count_as_done(grid_sweep: GridSweep, wan
     sweep = wandb_standin.sweep(proc.stdout.strip().splitlines()[-1])
     assert sorted(sweep.prior_runs) == sorted(finished)
     assert sorted((p["a"]["value"], p["b"]["value"]) for p in sweep.pending_grid or []) == [(3, "y"), (4, "x"), (4, "y")]
+
+
+# First attempt: says it is being preempted and stops unfinished; the next one (same run id) finishes.
+PREEMPTED_CHILD = """
+import os, sys, wandb
+marker = os.path.join(os.environ["MARKER_DIR"], os.environ["WANDB_RUN_ID"])
+run = wandb.init()
+if not os.path.exists(marker):
+    open(marker, "w").close()
+    run.mark_preempting()
+    sys.exit(1)
+run.log({"resumed": 1})
+run.finish()
+"""
+
+
+def test_a_preempted_run_is_handed_out_again_as_the_same_run(wandb_standin: StandinServer,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "child.py").write_text(PREEMPTED_CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(standin_env(wandb_standin, tmp_path), MARKER_DIR=str(tmp_path), WANDB_RESUME="allow")
+    sweep_id = _create_sweep({"method": "grid", "program": "child.py", "parameters": {"a": {"values": [1]}}},
+                             env, project="preempt")
+    path = f"{env['WANDB_ENTITY']}/preempt/{sweep_id}"
+    for _ in range(2):  # one agent per Slurm task: the second is the requeued task's
+        agent = subprocess.run([WANDB, "agent", "--count", "1", path], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=120)
+        assert agent.returncode == 0, agent.stderr
+    (run,) = wandb_standin.runs_of(sweep_id)
+    assert (run.state, run.resumes, run.config["a"]) == ("finished", 1, 1)
+    assert run.history and run.history[-1].get("resumed") == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name == run.id] == [run.id]  # its first attempt had the same id

@@ -96,7 +96,20 @@ def test_plain_template_dry_run(tmp_path: Path, clean_env: dict[str, str]) -> No
     assert "#SBATCH -p gpu_long" in result.stdout
     live = [line for line in result.stdout.splitlines() if not line.lstrip().startswith("#")]
     assert not any("wandb agent" in line for line in live)
-    assert '"${argv[@]}"' in live
+    assert '"${argv[@]}" &' in live  # in the background: the batch shell waits, its USR1 trap requeues
+
+
+def test_dry_run_shows_the_signal_requeue_and_trap_lines(clean_env: dict[str, str]) -> None:
+    result = run_cli("launch", "simple_grid", "--dry-run", "--signal-grace", "90", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    for line in ("#SBATCH --signal=B:USR1@90", "#SBATCH --requeue", "#SBATCH --open-mode=append",
+                 "trap atlas_on_usr1 USR1", 'if scontrol requeue "$id"; then exit 0; fi', "atlas_wait"):
+        assert line in result.stdout.splitlines() or f"  {line}" in result.stdout.splitlines(), line
+    off = run_cli("launch", "simple_grid", "--dry-run", "--no-requeue", env=clean_env)
+    assert off.returncode == 0 and "--requeue" not in off.stdout and "atlas_on_usr1" not in off.stdout
+    assert '"${argv[@]}"' in off.stdout.splitlines()  # run in the foreground, as before
+    bad = run_cli("launch", "simple_grid", "--dry-run", "--signal-grace", "5", env=clean_env)
+    assert bad.returncode == 2 and "--signal-grace 5: expected an integer from 10 to 3600" in bad.stderr
 
 
 def test_launch_from_the_wrong_directory_names_the_program_and_the_fix(clean_env: dict[str, str]) -> None:
@@ -188,3 +201,17 @@ def test_a_dry_run_renders_every_sweep_and_contacts_nothing(clean_env: dict[str,
     assert shown.root.path.endswith("/atlas-sweeps") and shown.root.note
     assert all("/launches/DRYRUN/" in s.script_path for s in shown.sweeps)
     assert all("--array=0-2%2" in s.submissions[0].command() for s in shown.sweeps)
+
+
+def test_the_text_dry_run_lists_each_runs_command_line_as_a_shell_takes_it(tmp_path: Path,
+                                                                           clean_env: dict[str, str]) -> None:
+    (tmp_path / "many.yml").write_text("program: train.py\nmethod: grid\nparameters:\n"
+                                       "  opt:\n    values: ['adam w', sgd]\n  lr:\n    values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
+    (tmp_path / "train.py").write_text("")
+    result = run_cli("launch", "many.yml", "--dry-run", "--backend", "local", cwd=tmp_path, env=clean_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    runs = lines[lines.index("# runs") + 1:lines.index("# runs") + 22]
+    assert runs[0] == " " * 3 + "0  /usr/bin/env python train.py --lr=1 '--opt=adam w'"
+    assert runs[19].startswith("  19  ") and runs[20] == "  ... and 2 more (--json lists every run's arguments)"
+    assert "runs: 22  jobs: 1  gpu hours: 22" in result.stdout  # the sweep's heading is never cropped

@@ -16,14 +16,14 @@ from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, category, 
 from atlas_sweeps.slurm.task import TaskState
 
 # squeue --array --states=all --noheader -O ArrayJobID:|,ArrayTaskID:|,JobID:|,State:|,Reason:|,NodeList:|,
-# TimeUsed:|,TimeLimit:|,StartTime:|,EndTime:|,exit_code (sandbox, slurm-wlm 22.05.8)
+# TimeUsed:|,TimeLimit:|,StartTime:|,EndTime:|,RestartCnt:|,exit_code (sandbox, slurm-wlm 22.05.8)
 SQUEUE = """\
-2|2|2|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0
-2|0|4|RUNNING|None|vm|0:03|10:00|2026-11-28T07:06:58|2026-11-28T07:16:58|0
-2|1|5|COMPLETED|None|vm|0:04|10:00|2026-11-28T07:06:58|2026-11-28T07:07:02|0
-3|0|6|FAILED|NonZeroExitCode|vm|0:01|10:00|2026-11-28T07:06:58|2026-11-28T07:06:59|768
-20|1-5%1|20|CANCELLED|JobArrayTaskLimit||0:00|UNLIMITED|2026-11-28T07:08:36|2026-11-28T07:08:36|0
-99|0|99|RUNNING|None|vm|1-02:03:04|2-00:00:00|2026-11-27T05:00:00|N/A|0
+2|2|2|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0
+2|0|4|RUNNING|None|vm|0:03|10:00|2026-11-28T07:06:58|2026-11-28T07:16:58|0|0
+2|1|5|COMPLETED|None|vm|0:04|10:00|2026-11-28T07:06:58|2026-11-28T07:07:02|0|0
+3|0|6|FAILED|NonZeroExitCode|vm|0:01|10:00|2026-11-28T07:06:58|2026-11-28T07:06:59|0|768
+20|1-5%1|20|CANCELLED|JobArrayTaskLimit||0:00|UNLIMITED|2026-11-28T07:08:36|2026-11-28T07:08:36|0|0
+99|0|99|RUNNING|None|vm|1-02:03:04|2-00:00:00|2026-11-27T05:00:00|N/A|0|0
 """
 
 # sacct -X --parsable2 --noheader -j 2,3,20 --format=JobID,JobIDRaw,State,ExitCode,Elapsed,Timelimit,Start,End,
@@ -130,15 +130,15 @@ def test_merge_prefers_squeue_then_sacct_then_last_seen() -> None:
 # original record (JobID 45 = ArrayJobID) is the task started last (slurmctld's job_array_post_sched splits
 # the others off it) and carries its own exit code; squeue 22.05 prints raw wait statuses.
 SQUEUE_MIXED = """\
-45|3|45|COMPLETED|None|vm|0:05|10:00|2026-12-02T18:36:04|2026-12-02T18:36:09|0
-45|2|48|COMPLETED|None|vm|0:04|10:00|2026-12-02T18:36:04|2026-12-02T18:36:08|0
-45|1|47|COMPLETED|None|vm|0:03|10:00|2026-12-02T18:36:04|2026-12-02T18:36:07|0
-45|0|46|FAILED|NonZeroExitCode|vm|0:02|10:00|2026-12-02T18:36:04|2026-12-02T18:36:06|256
+45|3|45|COMPLETED|None|vm|0:05|10:00|2026-12-02T18:36:04|2026-12-02T18:36:09|0|0
+45|2|48|COMPLETED|None|vm|0:04|10:00|2026-12-02T18:36:04|2026-12-02T18:36:08|0|0
+45|1|47|COMPLETED|None|vm|0:03|10:00|2026-12-02T18:36:04|2026-12-02T18:36:07|0|0
+45|0|46|FAILED|NonZeroExitCode|vm|0:02|10:00|2026-12-02T18:36:04|2026-12-02T18:36:06|0|256
 """
 # The same array as squeue 23.02+ prints it (exit:signal, as measured with 24.11.5; an unset code is empty).
 SQUEUE_MIXED_24 = SQUEUE_MIXED.replace("|0\n", "|0:0\n").replace("|256\n", "|1:0\n")
 # Issue 10's report: the original record shown as a task that COMPLETED, with the array's failing code.
-SQUEUE_CONTRADICTION = "537|0|537|COMPLETED|None|vm|0:09|10:00|2026-12-01T10:00:00|2026-12-01T10:00:09|256\n"
+SQUEUE_CONTRADICTION = "537|0|537|COMPLETED|None|vm|0:09|10:00|2026-12-01T10:00:00|2026-12-01T10:00:09|0|256\n"
 
 
 @pytest.mark.parametrize("text", [SQUEUE_MIXED, SQUEUE_MIXED_24])
@@ -176,10 +176,10 @@ def test_a_state_and_its_exit_code_never_contradict() -> None:
 # Recorded on the sandbox: array 1 = 0-5%1, task 3 cancelled while pending (scancel 1_3). squeue no longer
 # lists task 3; sacct has no record of it, and its pending-remainder record lags behind task 2, split off it.
 SQUEUE_AFTER_CANCEL = """\
-1|1|10|COMPLETED|None|vm|0:21|10:00|2026-12-02T18:33:07|2026-12-02T18:33:28|0
-1|4|1|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0
-1|5|1|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0
-1|2|27|RUNNING|None|vm|0:06|10:00|2026-12-02T18:33:29|N/A|0
+1|1|10|COMPLETED|None|vm|0:21|10:00|2026-12-02T18:33:07|2026-12-02T18:33:28|0|0
+1|4|1|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0
+1|5|1|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0
+1|2|27|RUNNING|None|vm|0:06|10:00|2026-12-02T18:33:29|N/A|0|0
 """
 SACCT_AFTER_CANCEL = """\
 1_0|2|FAILED|1:0|00:00:21|00:10:00|2026-12-02T18:32:45|2026-12-02T18:33:06|vm|NonZeroExitCode
@@ -241,7 +241,7 @@ def test_a_record_without_task_id_never_overrides_a_tasks_own_record() -> None:
             "537|537|FAILED|1:0|00:00:09|00:10:00|x|y|vm|NonZeroExitCode\n")
     (task0,) = parse_sacct(text, job_ids=["537"])
     assert (task0.state, task0.exit_code) == ("COMPLETED", 0)
-    live = parse_squeue("537|0|538|COMPLETED|None|vm|0:09|10:00|x|y|0\n", job_ids=["537"])
+    live = parse_squeue("537|0|538|COMPLETED|None|vm|0:09|10:00|x|y|0|0\n", job_ids=["537"])
     merged = merge_tasks(arrays={"537": 4}, squeue=live, sacct=parse_sacct(text), last_seen=[])
     assert (merged[("537", 0)].state, merged[("537", 0)].exit_code) == ("COMPLETED", 0)
 
@@ -249,10 +249,10 @@ def test_a_record_without_task_id_never_overrides_a_tasks_own_record() -> None:
 # -- exit codes that belong to their task (issue 10; CI failure of 2026-12-02) ---------------------------------
 # Recorded on the sandbox (22.05): array 112 = 0-3, task 0 exited 3 (split off as job 113); squeue's lines.
 SQUEUE_FIRST_TASK_FAILED = """\
-112|3|112|COMPLETED|None|vm|0:02|10:00|x|y|0
-112|2|115|COMPLETED|None|vm|0:02|10:00|x|y|0
-112|1|114|COMPLETED|None|vm|0:02|10:00|x|y|0
-112|0|113|FAILED|NonZeroExitCode|vm|0:02|10:00|x|y|768
+112|3|112|COMPLETED|None|vm|0:02|10:00|x|y|0|0
+112|2|115|COMPLETED|None|vm|0:02|10:00|x|y|0|0
+112|1|114|COMPLETED|None|vm|0:02|10:00|x|y|0|0
+112|0|113|FAILED|NonZeroExitCode|vm|0:02|10:00|x|y|0|768
 """
 
 
@@ -270,9 +270,9 @@ def test_an_array_wide_sacct_record_never_gives_a_task_its_exit_code() -> None:
 
 def test_squeues_original_record_gives_no_exit_code_but_completed_and_the_exit_file_does() -> None:
     # The original record (JobID = array id) carries the array's largest exit code, not its task's.
-    (master,) = parse_squeue("40|3|40|FAILED|NonZeroExitCode|vm|0:02|10:00|x|y|1280\n", job_ids=["40"])
+    (master,) = parse_squeue("40|3|40|FAILED|NonZeroExitCode|vm|0:02|10:00|x|y|0|1280\n", job_ids=["40"])
     assert (master.state, master.exit_code) == ("FAILED", None)
-    (done,) = parse_squeue("40|3|40|COMPLETED|None|vm|0:02|10:00|x|y|1280\n", job_ids=["40"])
+    (done,) = parse_squeue("40|3|40|COMPLETED|None|vm|0:02|10:00|x|y|0|1280\n", job_ids=["40"])
     assert done.exit_code == 0
     merged = merge_tasks(arrays={"40": 4}, squeue=[master], sacct=[], last_seen=[], exit_codes={("40", 3): 2})
     assert (merged[("40", 3)].state, merged[("40", 3)].exit_code, merged[("40", 3)].source) == ("FAILED", 2, "squeue")

@@ -166,6 +166,7 @@ def test_profile_toml_round_trips_through_the_loader(dirs: tuple[Path, Path]) ->
     ('slurm = "gpu"\n', 1, "slurm must be a table"),
     ('excludes = ["data/", 3]\n', 1, "item 2: expected a string"),
     ('[wandb]\nonline = "yes"\n', 2, "expected true or false"),
+    ('[wandb]\nreap = "no"\n', 2, "expected true or false"),
     ('[wandb]\nbase_url = "http://wandb.example.org"\n', 2, "plain http to wandb.example.org would send the W&B API key"),
     ('[wandb]\nbase_url = "ftp://wandb.example.org"\n', 2, "expected an https:// URL"),
 ])

@@ -127,3 +127,14 @@ def test_the_database_refuses_a_second_array_for_one_chunk(tmp_path: Path) -> No
     assert [j.job_id for j in db.jobs("l1")] == ["5"]
     record = db.launch("l1")
     assert record is not None and (record.max_array_size, record.submit_started) == (51, 5.0)
+
+
+def test_a_retried_sweep_does_not_stop_the_resume_of_a_sweep_never_submitted() -> None:
+    # Sweep a was submitted (array 5) and retried (array 9, job name ...-r1); sweep b's submission was cut short
+    # but reached the cluster (array 7). The retry array is the database's own: only b's array is adopted.
+    expected = {("a", 0): "atlas-l1-a", ("b", 0): "atlas-l1-b"}
+    cluster = ClusterJobs(answered=True, squeue=(("atlas-l1-a-r1", "9"), ("atlas-l1-b", "7")),
+                          sacct=(("atlas-l1-a", "5"), ("atlas-l1-a-r1", "9"), ("atlas-l1-b", "7")))
+    assert _adopt(expected, {("a", 0): "5"}, cluster, retried=frozenset({"atlas-l1-a-r1"})) == {("b", 0): "7"}
+    with pytest.raises(RemoteError, match="does not name: atlas-l1-a-r1"):
+        _adopt(expected, {("a", 0): "5"}, cluster)

@@ -41,7 +41,7 @@ def test_sacct_is_asked_only_about_arrays_with_tasks_gone_from_squeue() -> None:
 
 def test_poll_output_becomes_tasks_logs_and_accounting() -> None:
     out = "motd noise\n" + _emit([
-        ("squeue", "7|0|8|RUNNING|None|vm|0:10|10:00|2026-01-01T00:00:00|N/A|0\n"),
+        ("squeue", "7|0|8|RUNNING|None|vm|0:10|10:00|2026-01-01T00:00:00|N/A|0|0\n"),
         ("accounting", "yes"),
         ("sacct", "7_1|9|COMPLETED|0:0|00:00:04|00:10:00|2026-01-01T00:00:00|2026-01-01T00:00:04|vm|None\n"),
         ("log:7_0", "step 3/10 loss=0.25"),
@@ -210,13 +210,13 @@ def test_a_cancelled_pending_task_ends_cancelled_and_the_launch_finishes(tmp_pat
     cluster = _FakeCluster(tmp_path)
     poller = Poller(db=db, remote_factory=lambda _name: cluster)
     # Right after scancel: task 1 left squeue; sacct's remainder record still names it PENDING.
-    cluster.answer(squeue="12|0|13|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0\n",
+    cluster.answer(squeue="12|0|13|RUNNING|None|vm|0:05|10:00|2026-01-01T00:00:00|N/A|0|0\n",
                    sacct="12_[1%1]|12|PENDING|0:0|00:00:00|00:10:00|Unknown|Unknown|None assigned|None\n")
     first = poller.poll([db.launch("new")]).launches[0]
     assert [(t.state.state, t.state.source) for t in first.tasks] == [("RUNNING", "squeue"), ("CANCELLED", "scancel")]
     assert not first.finished
     # Task 0 ends; the array's pending record is gone from both: the launch is finished (and failed).
-    cluster.answer(squeue="12|0|13|COMPLETED|None|vm|0:09|10:00|2026-01-01T00:00:00|2026-01-01T00:00:09|0\n",
+    cluster.answer(squeue="12|0|13|COMPLETED|None|vm|0:09|10:00|2026-01-01T00:00:00|2026-01-01T00:00:09|0|0\n",
                    sacct="12_0|13|COMPLETED|0:0|00:00:09|00:10:00|x|y|vm|None\n")
     second = poller.poll([db.launch("new")]).launches[0]
     assert [t.state.state for t in second.tasks] == ["COMPLETED", "CANCELLED"]

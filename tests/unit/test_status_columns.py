@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from atlas_sweeps.slurm.causes import ERROR, Diagnosis
-from atlas_sweeps.slurm.task import TaskState
+from atlas_sweeps.slurm.task import LAST_SEEN_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
 from atlas_sweeps.status import columns
 from atlas_sweeps.status.columns import TABLE_COLUMNS, TASK_COLUMNS, Column, task_cells, task_document
@@ -33,7 +33,7 @@ def test_cells_and_json_of_a_row() -> None:
     assert task_cells(_row()) == ["12_3", "7", "", "FAILED", "NonZeroExitCode", "n1", "1:05 / 10:00", "2", "",
                                   "boom"]
     assert list(task_document(_row())) == ["job_id", "array_job_id", "task", "run", "attempts", "params", "state", "category",
-                                           "reason", "node", "elapsed", "time_limit", "exit_code", "cause", "error",
+                                           "requeues", "reason", "node", "elapsed", "time_limit", "exit_code", "cause", "error",
                                            "start", "end", "source", "log_line"]
     assert task_document(_row())["exit_code"] == 2 and task_document(_row())["category"] == "failed"
 
@@ -48,6 +48,14 @@ def test_a_failed_row_shows_its_parameters_cause_and_error_line() -> None:
     assert doc["error"] == "ValueError: lr too large" and doc["log_line"] == "boom"
     assert task_document(_row())["cause"] is None
     assert task_cells(replace(row, attempts=3))[1] == "7 (try 3)" and task_document(row)["attempts"] == 1
+
+
+def test_a_requeued_task_says_how_often_in_its_state_and_json() -> None:
+    row = replace(_row(), state=replace(_row().state, state="RUNNING", restarts=2))
+    assert task_cells(row)[3] == "RUNNING (requeued 2)" and task_document(row)["requeues"] == 2
+    seen = replace(row, state=replace(row.state, source=LAST_SEEN_SOURCE))
+    assert task_cells(seen)[3] == "RUNNING (requeued 2, last seen)"
+    assert task_cells(_row())[3] == "FAILED" and task_document(_row())["requeues"] == 0
 
 
 def _snapshot(tasks: int) -> StatusSnapshot:

@@ -5,6 +5,7 @@ the cluster-side credential check, stop, progress with its cache, clean, and the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -221,7 +222,7 @@ def test_wrap_prefixes_the_agent_and_no_key_is_in_the_job(tmp_path: Path, monkey
     # the exit-code wrapper must start the container's python, not the host's
     assert "atlas_python=$(singularity exec img.sif sh -c 'command -v python || command -v python3'" in script
     blob = script + "".join(d.decode() for d in files.values())
-    assert "secret_key_" not in blob and "WANDB_API_KEY" not in blob
+    assert "secret_key_" not in blob and "WANDB_API_KEY=" not in blob  # the gate only reads the user's own
 
 
 # -- cluster-side credential check -----------------------------------------------------------------------
@@ -262,3 +263,41 @@ def test_sync_script_quotes_paths_and_parses_facts() -> None:
     result = parse_sync("noise\nATLAS found:abc123 MyAx\nATLAS synced:abc123 MA==\n", cluster="c")
     assert [(i.launch_id, i.pending, i.already_synced, i.exit_code, i.ok) for i in result.launches] == [
         ("abc123", 3, 1, 0, True)]
+
+
+def test_usr1_reaches_the_agents_run_not_the_agent_and_the_task_requeues(tmp_path: Path) -> None:
+    script, files = _render(tmp_path, _plan()[0])
+    for path, data in files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    run = ("import signal, sys, time\n"
+           "def stop(signum, frame):\n    print('run checkpointed', flush=True); sys.exit(1)\n"
+           "signal.signal(signal.SIGUSR1, stop)\nprint('run started', flush=True)\ntime.sleep(20)\n")
+    (tmp_path / "run.py").write_text(run)
+    # like wandb's agent: its runs in their own process group; a USR1 to the agent itself would kill it
+    (bin_dir / "wandb").write_text(f"#!/bin/bash\nset -m\nWANDB_RUN_ID=r1 python {tmp_path}/run.py &\nwait $!\n"
+                                   "echo 'agent saw its run end'\nsleep 20\n")
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/scontrol-calls\n')
+    for name in ("wandb", "scontrol"):
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "remote" / "snapshots" / "L1").mkdir(parents=True)
+    (tmp_path / "job.sh").write_text(script)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": "0",
+           "SLURM_ARRAY_JOB_ID": "77", "TMPDIR": str(tmp_path)}
+    log = tmp_path / "task.log"
+    with log.open("w") as fh:
+        job = subprocess.Popen(["bash", str(tmp_path / "job.sh")], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 15
+        while "run started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        job.send_signal(signal.SIGUSR1)  # Slurm's --signal=B:USR1: the batch shell only
+        assert job.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while "agent saw its run end" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the agent (left to Slurm's requeue to end) goes on after its run
+    out = log.read_text()
+    assert "run checkpointed" in out and "agent saw its run end" in out  # the agent outlived the signal
+    assert (tmp_path / "scontrol-calls").read_text().split() == ["requeue", "77_0"]
+    assert "run(s) failed" not in out and not list((tmp_path / "remote").rglob("*.exit"))

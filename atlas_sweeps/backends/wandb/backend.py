@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from atlas_sweeps.backends.base import BackendBest, CreatedSweep, JobCommand, SweepProgress
+from atlas_sweeps.backends.wandb.agent_gate import gate_lines
 from atlas_sweeps.backends.wandb.credentials import (
     app_url,
     check_viewer,
@@ -21,7 +22,7 @@ from atlas_sweeps.backends.wandb.credentials import (
     resolve_base_url,
 )
 from atlas_sweeps.errors import BackendError
-from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.layout import RUN_STREAM, LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
@@ -34,18 +35,43 @@ if TYPE_CHECKING:
 WRAPPER_NAME = "python-wrapper.py"
 
 # Installed as `python` (after a `#!<real interpreter>` line the job adds). Signals are passed on to the
-# run so a cancelled or timed-out job stops it; nested `python` calls exec the real interpreter directly.
+# run so a cancelled or timed-out job stops it; nested `python` calls exec the real interpreter directly. Its
+# pid is in ATLAS_RUN_PID_FILE while the run lives: the job script's USR1 trap sends the checkpoint signal
+# there (launch.preemption), never to the agent, which a USR1 kills before it forwards signals.
 WRAPPER_SOURCE = """\
 # Written by atlas-sweeps: records the exit code of each run `wandb agent` starts (the agent itself exits 0).
-import os, signal, subprocess, sys
+import json, os, signal, subprocess, sys
 real = os.environ.get("ATLAS_REAL_PYTHON") or "python3"
 log = os.environ.pop("ATLAS_EXIT_LOG", None)
+pid_file = os.environ.pop("ATLAS_RUN_PID_FILE", None)
+run_file = os.environ.pop("ATLAS_RUN_FILE", None)
 if not log:
     os.execv(real, [real, *sys.argv[1:]])
+if run_file:  # the run this task is on, for `atlas-sweeps status`: "<run id> <its --name=value arguments>"
+    params = {}
+    for arg in sys.argv[2:]:
+        name, eq, value = arg.partition("=")
+        if eq and name.lstrip("-"):
+            try:
+                params[name.lstrip("-")] = json.loads(value)
+            except ValueError:
+                params[name.lstrip("-")] = value
+    text = json.dumps(params)
+    try:
+        with open(run_file + ".tmp", "w") as fh:
+            fh.write(os.environ.get("WANDB_RUN_ID", "-") + " " + (text if len(text) <= 2000 else "{}") + "\\n")
+        os.replace(run_file + ".tmp", run_file)
+    except OSError:
+        pass
 child = subprocess.Popen([real, *sys.argv[1:]])
 for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
     signal.signal(number, lambda signum, _frame: child.send_signal(signum))
+if pid_file:
+    with open(pid_file, "w") as fh:
+        fh.write(f"{os.getpid()}\\n")
 code = child.wait()
+if pid_file:
+    os.unlink(pid_file)
 code = 128 - code if code < 0 else code
 with open(log, "a") as fh:
     fh.write(f"{os.environ.get('WANDB_RUN_ID', '-')} {code}\\n")
@@ -62,6 +88,7 @@ atlas_finish() {
     failed=$(awk '$2 != 0 {n++; c=$2} END {if (n) print n, c}' "$atlas_bin/exit-codes")
   fi
   [ -n "${atlas_bin:-}" ] && rm -rf "$atlas_bin"
+  if [ -n "${atlas_gated:-}" ]; then return "$code"; fi  # the gate found nothing to run and said so
   if [ "$code" -eq 0 ] && [ -n "$failed" ]; then
     set -- $failed
     echo "atlas-sweeps: $1 of $total run(s) failed (last exit code $2); the job fails with it" >&2
@@ -219,11 +246,16 @@ class WandbBackend:
             # The interpreter the agent's runs will find: inside the container when the profile wraps one.
             (f"atlas_python=$({wrap} sh -c 'command -v python || command -v python3' 2>/dev/null || true)" if wrap
              else "atlas_python=$(command -v python || command -v python3 || true)"),
+            # Nothing left to run in the sweep (finished, stopped, paused, run cap reached): exit 0 now.
+            *gate_lines(created.sweep_id, python=f'{wrap} "${{atlas_python:-python3}}"' if wrap
+                        else '"${atlas_python:-python3}"'),
             'if [ -n "$atlas_python" ]; then',
             f"  {{ printf '#!%s\\n' \"$atlas_python\"; cat {shlex.quote(wrapper)}; }} > \"$atlas_bin/python\"",
             '  chmod +x "$atlas_bin/python"',
             '  export ATLAS_REAL_PYTHON="$atlas_python" ATLAS_EXIT_LOG="$atlas_bin/exit-codes" '
-            'PATH="$atlas_bin:$PATH"',
+            'ATLAS_RUN_PID_FILE="$atlas_bin/run.pid" PATH="$atlas_bin:$PATH"',
+            f'  export ATLAS_RUN_FILE={shlex.quote(layout.log_dir(sweep.name))}/'
+            f'"${{SLURM_ARRAY_JOB_ID:-0}}_${{SLURM_ARRAY_TASK_ID:-0}}.{RUN_STREAM}"',
             "fi",
             f'echo "atlas-sweeps: task $atlas_task: wandb agent, up to $atlas_count run(s) of '
             f'{_dq(created.sweep_id)}" >&2',
@@ -231,8 +263,9 @@ class WandbBackend:
         agent = f'wandb agent --forward-signals --count "$atlas_count" {shlex.quote(created.sweep_id)}'
         return JobCommand(tasks=tasks, throttle=tasks, preamble=preamble,
                           command=f"{wrap} {agent}" if wrap else agent,
-                          env={"WANDB_BASE_URL": self.base_url},
-                          files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION)
+                          env={"WANDB_BASE_URL": self.base_url, "WANDB_RESUME": "allow"},
+                          files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION,
+                          run_pid='cat "$atlas_bin/run.pid" 2>/dev/null || true')
 
 
 _STOP_MUTATION = """

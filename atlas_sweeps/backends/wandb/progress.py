@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atlas_sweeps.backends.base import SweepProgress
+from atlas_sweeps.backends.wandb.agent_gate import idle_reason
 from atlas_sweeps.errors import BackendError
 from atlas_sweeps.state.store import SweepRecord
 
@@ -58,10 +59,11 @@ def query_sweep(client: Any, path: SweepPath) -> dict[str, Any] | None:
 
 
 def progress_from_node(node: dict[str, Any]) -> SweepProgress:
-    """Runs per (lower-case) state, from a sweep node."""
+    """Runs per (lower-case) state, from a sweep node, and whether it has anything left for an agent."""
     edges = ((node.get("runs") or {}).get("edges")) or []
     states = Counter(str((e.get("node") or {}).get("state") or "unknown").lower() for e in edges)
-    return SweepProgress(runs_by_state=dict(states))
+    return SweepProgress(runs_by_state=dict(states),
+                         nothing_left=idle_reason(node.get("state"), node.get("runCount"), node.get("runCountExpected")))
 
 
 _cache: dict[tuple[str, str], tuple[float, SweepProgress | None]] = {}
