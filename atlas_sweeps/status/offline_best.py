@@ -22,7 +22,8 @@ TAIL_BYTES = 4 << 20  # per run file: the summary of a long run's last updates
 ERR_BYTES = 65536  # per .err log: its start and its end are searched for the run directory
 BUDGET_BYTES = 256 << 20  # read in one call at most, over all runs: the runs past it are said to be unread
 # An absolute path (wandb also prints a relative "./wandb/offline-run-..." that must not match from its "/").
-_RUN_DIR = re.compile(rb"(?<!\S)(/[^\s'\"\x1b]*/offline-run-\d{8}_\d{6}-([A-Za-z0-9]+))")
+# The run id is anything up to the next blank or slash: a resumable run's id may be "<launch>-<sweep>-<task>".
+_RUN_DIR = re.compile(rb"(?<!\S)(/[^\s'\"\x1b]*/offline-run-\d{8}_\d{6}-([^\s/'\"\x1b]+))")
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 

@@ -95,6 +95,14 @@ def test_the_last_summary_value_wins_across_blocks_and_from_a_block_aligned_tail
     assert offline_best.summary_value(data[:-5], "acc") == 0.9  # a record still being written is left out
 
 
+def test_the_run_directory_named_in_an_err_log_with_any_run_id() -> None:
+    err = (b"wandb: Run data is saved locally in /r/wandb/L/s/wandb/offline-run-20261203_131358-L-my_sweep.v2-1\n"
+           b"wandb: Find logs at: ./wandb/offline-run-20261203_131358-L-my_sweep.v2-1/logs\n")
+    assert offline_best.run_dir(err) == ("/r/wandb/L/s/wandb/offline-run-20261203_131358-L-my_sweep.v2-1",
+                                         "L-my_sweep.v2-1")
+    assert offline_best.run_dir(b"no wandb here") is None
+
+
 def test_best_of_a_real_offline_run_named_in_a_tasks_err_log(tmp_path: Path) -> None:
     pytest.importorskip("wandb")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "false"}
