@@ -29,7 +29,7 @@ from atlas_sweeps.config.templates import Template, load_template
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
 from atlas_sweeps.launch.jobs import PreparedSweep, prepare_sweep
 from atlas_sweeps.launch.layout import LaunchLayout, guessed_home, resolve_root
-from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan, without_runs
+from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan, with_prior_runs, without_runs
 from atlas_sweeps.launch.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.launch.resume import ChunkKey, adopt_submitted, lookup_lines
 from atlas_sweeps.launch.submit import parse_submit_line, submit_script
@@ -63,6 +63,7 @@ class LaunchOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # the hypothesis the launch tests: recorded, shown by ls and status, W&B's description
     skip: dict[str, list[str]] = field(default_factory=dict)  # --skip-done: sweep -> run keys left out
+    prior: dict[str, dict[str, Any]] = field(default_factory=dict)  # --skip-done, W&B: sweep -> points, run ids
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
                       nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter)
-    plan = without_runs(plan, options.skip)
+    plan = with_prior_runs(without_runs(plan, options.skip), options.prior)
     return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
                     template=template, backend=backend, backend_notice=notice, project=str(project),
                     entity=entity, plan=plan, code_dir=cwd)
@@ -247,7 +248,8 @@ class Launcher:
                      "test_time": opts.test_time, "count": opts.count, "tags_param": opts.tags_param,
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
                      "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
-                     "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip},
+                     "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip,
+                     **({"prior": opts.prior} if opts.prior else {})},
         )
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:
@@ -439,6 +441,11 @@ class Launcher:
             submitted=time.time()))
 
 
+def prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
+    """A recorded launch's plan, rebuilt as ``--resume`` does (``retry --resync`` renders its scripts again)."""
+    return _prepare_recorded(record, cwd=cwd)
+
+
 def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
     """Rebuild a launch's plan from the recorded file text and options (the file may have changed since)."""
     opts = record.options
@@ -449,7 +456,7 @@ def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
                                 backend=opts["backend"], test_time=opts["test_time"], count=opts["count"],
                                 tags_param=opts["tags_param"], project=opts["project"], entity=opts["entity"],
                                 overrides=opts.get("overrides") or {}, note=record.note,
-                                skip=opts.get("skip") or {})
+                                skip=opts.get("skip") or {}, prior=opts.get("prior") or {})
         code_dir = Path(opts.get("code_dir") or cwd)
         prepared = prepare(options, cwd=code_dir)
     return replace(prepared, composite=replace(prepared.composite, path=Path(record.config_path)))
