@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from atlas_sweeps.launch.layout import LaunchLayout
 from atlas_sweeps.launch.plan import PlannedSweep
@@ -50,6 +50,17 @@ class SweepProgress:
     nothing_left: str = ""
 
 
+@dataclass(frozen=True)
+class BackendBest:
+    """A sweep's best run by its metric as the backend knows it (``value`` None: none, ``why`` says why)."""
+
+    run_id: str = ""
+    value: float | None = None
+    params: dict[str, Any] | None = None
+    logged: int = 0  # finished runs that logged the metric
+    why: str = ""
+
+
 class SweepBackend(Protocol):
     """Creates sweeps, says what their jobs run, reports and stops them, and says how their runs are logged."""
 
@@ -81,3 +92,11 @@ class SweepBackend(Protocol):
 
     def stop(self, sweep_id: str) -> str | None:
         """Stop the sweep at the backend (``cancel``); what was done, for the user, or None for nothing."""
+
+    def done_runs(self, sweeps: Sequence[PlannedSweep], *, entity: str | None, project: str) -> dict[str, dict[str, Any]]:
+        """``--skip-done`` for a backend whose agents pick the runs (``expands_runs`` False): what its earlier
+        finished runs with each sweep's tags cover, by sweep name, ``{"points": n, "run_ids": [...]}``."""
+
+    def best_runs(self, sweeps: Sequence[SweepRecord], *, metrics: dict[str, tuple[str, str]]) -> dict[str, BackendBest]:
+        """The best run of each sweep in ``metrics`` (name -> (metric, goal)) by sweep name, as the backend
+        knows it; sweeps it cannot tell about are left out (the local backend's are read on the cluster)."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepProgress
+from atlas_sweeps.backends.base import BackendBest, CreatedSweep, JobCommand, SweepProgress
 from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
 from atlas_sweeps.launch.layout import LaunchLayout
 from atlas_sweeps.launch.packing import packed_command
@@ -52,6 +52,12 @@ class LocalBackend:
 
     def stop(self, sweep_id: str) -> str | None:
         return None  # nothing runs outside Slurm: cancelling the arrays is all
+
+    def done_runs(self, sweeps: Sequence[PlannedSweep], *, entity: str | None, project: str) -> dict[str, dict[str, Any]]:
+        return {}  # runs are expanded here: --skip-done reads the state database (launch/done_runs.py)
+
+    def best_runs(self, sweeps: Sequence[SweepRecord], *, metrics: dict[str, tuple[str, str]]) -> dict[str, BackendBest]:
+        return {}  # the runs' summaries are offline on the cluster: report reads them in its remote call
 
     def create(self, sweep: PlannedSweep, *, launch_id: str, entity: str | None, project: str,
                note: str = "") -> CreatedSweep:

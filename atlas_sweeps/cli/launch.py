@@ -131,8 +131,7 @@ def _skip_done(prepared: Prepared, *, cwd: Path, dry_run: bool) -> Prepared:
     from atlas_sweeps.status.stored import stored_status
 
     if not make_backend(prepared.backend, dry_run=True).expands_runs:
-        raise UsageError(f"--skip-done needs runs expanded at launch; the {prepared.backend} backend's agents pick "
-                         "theirs", hint="use --backend local, or leave --skip-done out")
+        return _skip_done_at_backend(prepared, cwd=cwd, dry_run=dry_run)
     db = StateDB.open_default()
     done = completed_runs(stored_status(db, rec) for rec in earlier_launches(db, project=prepared.project))
     skip = skip_map(prepared.plan, done)
@@ -140,6 +139,27 @@ def _skip_done(prepared: Prepared, *, cwd: Path, dry_run: bool) -> Prepared:
         console.err().print(f"[yellow]note:[/] --skip-done leaves out {sum(map(len, skip.values()))} completed "
                             "run(s)", highlight=False)
     return prepare(replace(prepared.options, skip=skip), cwd=cwd, dry_run=dry_run) if skip else prepared
+
+
+def _skip_done_at_backend(prepared: Prepared, *, cwd: Path, dry_run: bool) -> Prepared:
+    """``prepared`` again with each sweep's grid points that earlier finished runs at the backend (W&B) cover
+    counted done: the new sweeps get those runs as prior runs, and the run counts and hours leave them out.
+    The backend is asked even in a dry run (one query per tag set), so the dry run says what would run."""
+    from dataclasses import replace
+
+    from atlas_sweeps import console
+    from atlas_sweeps.backends import make_backend
+    from atlas_sweeps.launch.launcher import prepare
+
+    backend = make_backend(prepared.backend, profile=prepared.profile)
+    prior = backend.done_runs(prepared.plan.sweeps, entity=prepared.entity, project=prepared.project)
+    if prior:
+        points = sum(int(p["points"]) for p in prior.values())
+        runs = sum(len(p["run_ids"]) for p in prior.values())
+        console.err().print(f"[yellow]note:[/] --skip-done leaves out {points} completed run(s) (W&B's {runs} finished "
+                            f"run(s) with the same tags in {prepared.project} become the new sweeps' prior runs)",
+                            highlight=False)
+    return prepare(replace(prepared.options, prior=prior), cwd=cwd, dry_run=dry_run) if prior else prepared
 
 
 def _run(action: Callable[[Launcher], LaunchResult], *, accept_new_host_key: bool, as_json: bool) -> int:

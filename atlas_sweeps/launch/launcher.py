@@ -30,7 +30,7 @@ from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteErro
 from atlas_sweeps.launch.jobs import PreparedSweep, prepare_sweep
 from atlas_sweeps.launch.layout import LaunchLayout, guessed_home, resolve_root
 from atlas_sweeps.launch.packing import packing_of
-from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan, without_runs
+from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan, with_prior_runs, without_runs
 from atlas_sweeps.launch.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.launch.resume import ChunkKey, adopt_submitted, lookup_lines
 from atlas_sweeps.launch.submit import parse_submit_line, submit_script
@@ -66,6 +66,7 @@ class LaunchOptions:
     skip: dict[str, list[str]] = field(default_factory=dict)  # --skip-done: sweep -> run keys left out
     runs_per_job: int | None = None  # --runs-per-job: runs per array task (launch/packing.py)
     parallel_per_job: int | None = None  # --parallel-per-job: of those, how many at once
+    prior: dict[str, dict[str, Any]] = field(default_factory=dict)  # --skip-done, W&B: sweep -> points, run ids
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
                       nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
                       interpreter=profile.interpreter, packing=packing)
-    plan = without_runs(plan, options.skip)
+    plan = with_prior_runs(without_runs(plan, options.skip), options.prior)
     return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
                     template=template, backend=backend, backend_notice=notice, project=str(project),
                     entity=entity, plan=plan, code_dir=cwd)
@@ -258,7 +259,8 @@ class Launcher:
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
                      "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
                      "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip,
-                     "runs_per_job": opts.runs_per_job, "parallel_per_job": opts.parallel_per_job},
+                     "runs_per_job": opts.runs_per_job, "parallel_per_job": opts.parallel_per_job,
+                     **({"prior": opts.prior} if opts.prior else {})},
         )
         self.db.add_launch(record)
         for s in prepared.plan.sweeps:
@@ -450,6 +452,11 @@ class Launcher:
             submitted=time.time()))
 
 
+def prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
+    """A recorded launch's plan, rebuilt as ``--resume`` does (``retry --resync`` renders its scripts again)."""
+    return _prepare_recorded(record, cwd=cwd)
+
+
 def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
     """Rebuild a launch's plan from the recorded file text and options (the file may have changed since)."""
     opts = record.options
@@ -460,8 +467,8 @@ def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
                                 backend=opts["backend"], test_time=opts["test_time"], count=opts["count"],
                                 tags_param=opts["tags_param"], project=opts["project"], entity=opts["entity"],
                                 overrides=opts.get("overrides") or {}, note=record.note,
-                                skip=opts.get("skip") or {}, runs_per_job=opts.get("runs_per_job"),
-                                parallel_per_job=opts.get("parallel_per_job"))
+                                skip=opts.get("skip") or {}, prior=opts.get("prior") or {},
+                                runs_per_job=opts.get("runs_per_job"), parallel_per_job=opts.get("parallel_per_job"))
         code_dir = Path(opts.get("code_dir") or cwd)
         prepared = prepare(options, cwd=code_dir)
     return replace(prepared, composite=replace(prepared.composite, path=Path(record.config_path)))

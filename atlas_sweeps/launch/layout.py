@@ -59,6 +59,26 @@ class LaunchLayout:
         return f"{self.log_dir(sweep)}/%A_%a.{stream}"
 
 
+@dataclass(frozen=True)
+class RetryLayout(LaunchLayout):
+    """A retry round's own job files (when it cannot reuse the launch's: a W&B retry, ``retry --resync``):
+    ``launches/<launch>/retry<N>/<sweep>/`` and its logs likewise, run in ``code`` (default: the launch's
+    snapshot); its runs' W&B files go with the sweep's own (``sync`` finds them there)."""
+
+    attempt: int = 2
+    code: str = ""
+
+    @property
+    def snapshot(self) -> str:
+        return self.code or super().snapshot
+
+    def sweep_dir(self, sweep: str) -> str:
+        return f"{self.launch_dir}/retry{self.attempt}/{sweep}"
+
+    def log_dir(self, sweep: str) -> str:
+        return f"{self.root}/logs/{self.launch_id}/retry{self.attempt}/{sweep}"
+
+
 EXIT_STREAM = "exit"  # <array>_<task>.exit: the exit code the task's script wrote as it exited
 RUN_STREAM = "run"  # <array>_<task>.run: the W&B run an agent task is on (its id and parameters)
 

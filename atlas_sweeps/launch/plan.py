@@ -27,6 +27,7 @@ class PlannedSweep:
     hours: float
     run_argv: tuple[tuple[str, ...], ...] = ()
     run_params: tuple[dict[str, Any], ...] = ()
+    prior_runs: tuple[str, ...] = ()  # W&B runs the new sweep counts as done (--skip-done on the W&B backend)
     packing: Packing = NO_PACKING
 
     @property
@@ -121,4 +122,25 @@ def without_runs(plan: Plan, skip: Mapping[str, Collection[str]]) -> Plan:
         sweeps.append(replace(s, runs=runs, jobs=_jobs(s.spec, plan.nodes, runs, s.packing),
                               hours=_hours(runs, s.packing, plan.test_time, plan.gpus_per_job),
                               run_argv=tuple(a for a, _ in kept), run_params=tuple(p for _, p in kept)))
+    return replace(plan, sweeps=tuple(sweeps))
+
+
+def with_prior_runs(plan: Plan, prior: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """``plan`` less the grid points that earlier runs cover, by sweep name: ``{"points": n, "run_ids": [...]}``
+    (``--skip-done`` on a backend whose agents pick the runs); the sweep keeps the run ids to create itself
+    with, and one left with no run is dropped (pure)."""
+    if not prior:
+        return plan
+    sweeps = []
+    for s in plan.sweeps:
+        got = prior.get(s.name)
+        if not got or not got.get("points"):
+            sweeps.append(s)
+            continue
+        runs = s.runs - int(got["points"])
+        if runs <= 0:
+            continue
+        sweeps.append(replace(s, runs=runs, jobs=min(s.spec.num_nodes or plan.nodes, runs),
+                              hours=runs * plan.test_time * plan.gpus_per_job,
+                              prior_runs=tuple(str(r) for r in got.get("run_ids") or ())))
     return replace(plan, sweeps=tuple(sweeps))

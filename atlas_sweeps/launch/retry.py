@@ -7,8 +7,9 @@ makes the one remote call."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_sweeps.errors import RemoteError, UsageError
 from atlas_sweeps.remote.base import Remote
@@ -17,6 +18,9 @@ from atlas_sweeps.slurm.states import FAILED
 from atlas_sweeps.state.store import JobRecord, StateDB
 from atlas_sweeps.status.model import LaunchStatus, TaskRow
 from atlas_sweeps.status.packed import packed_runs
+
+if TYPE_CHECKING:
+    from atlas_sweeps.launch.jobs import PreparedSweep
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class RetryPlan:
     launch_id: str
     attempt: int
     arrays: tuple[RetryArray, ...]
+    prepared: tuple[PreparedSweep, ...] = ()  # job files to write first (retry --resync: rendered again)
+    root: str = ""  # where ``prepared``'s files go
+    code: str = ""  # the snapshot the round runs in when it is not the launch's
 
     @property
     def runs(self) -> int:
@@ -95,7 +102,8 @@ def _task_ids(sub: Submission, array: RetryArray) -> tuple[int, ...]:
 def retry_document(plan: RetryPlan, *, submitted: dict[str, str] | None = None) -> dict[str, Any]:
     """The plan (and what was submitted: submission key -> job id) as ``retry --json`` prints it."""
     done = submitted or {}
-    return {"launch": plan.launch_id, "attempt": plan.attempt, "runs": plan.runs, "arrays": [{
+    return {"launch": plan.launch_id, "attempt": plan.attempt, "runs": plan.runs, "code": plan.code or None,
+            "arrays": [{
         "sweep": a.sweep, "chunk": a.chunk, "array": a.submission.chunk.array_spec,
         "job_id": done.get(a.submission.key), "sbatch": a.submission.command(),
         "runs": [{"run": r.run, "job": r.state.slurm_id, "state": r.state.state, "params": r.params,
@@ -106,9 +114,30 @@ def retry_document(plan: RetryPlan, *, submitted: dict[str, str] | None = None) 
 def submit_retry(db: StateDB, remote: Remote, plan: RetryPlan) -> dict[str, str]:
     """Submit the plan's arrays in one remote call, recording each as sbatch prints its id; what was
     submitted (key -> job id). A refused sbatch stops the round, and says what was recorded."""
-    from atlas_sweeps.launch.submit import parse_submit_line, sbatch_script
+    from atlas_sweeps.launch.submit import sbatch_script, submit_script
 
     by_key = {a.submission.key: a for a in plan.arrays}
+
+    def record(key: str, job_id: str) -> None:
+        array = by_key[key]
+        sub = array.submission
+        db.add_job(JobRecord(launch_id=plan.launch_id, sweep_name=array.sweep, chunk=array.chunk,
+                             job_id=job_id, job_name=sub.job_name, array_spec=sub.chunk.array_spec,
+                             task_offset=sub.chunk.offset, task_count=sub.chunk.count, output=sub.output,
+                             error=sub.error, script=sub.script_path, submitted=time.time(),
+                             attempt=plan.attempt, task_ids=_task_ids(sub, array)))
+
+    script = (submit_script(list(plan.prepared), root=plan.root) if plan.prepared
+              else sbatch_script(a.submission for a in plan.arrays))
+    return submit_round(remote, script, launch_id=plan.launch_id, keys=by_key, record=record)
+
+
+def submit_round(remote: Remote, script: str, *, launch_id: str, keys: Collection[str],
+                 record: Callable[[str, str], None]) -> dict[str, str]:
+    """Run a retry round's submit ``script`` (one remote call), calling ``record(key, job id)`` as sbatch prints
+    each id; what was submitted. A refused sbatch stops the round, and says what was recorded."""
+    from atlas_sweeps.launch.submit import parse_submit_line
+
     submitted: dict[str, str] = {}
     problems: list[str] = []
 
@@ -119,18 +148,12 @@ def submit_retry(db: StateDB, remote: Remote, plan: RetryPlan) -> dict[str, str]
         if event.kind == "fatal" or event.job_id is None:
             problems.append(event.error or "the retry script failed")
             return
-        array = by_key[event.key]
-        sub = array.submission
-        db.add_job(JobRecord(launch_id=plan.launch_id, sweep_name=array.sweep, chunk=array.chunk,
-                             job_id=event.job_id, job_name=sub.job_name, array_spec=sub.chunk.array_spec,
-                             task_offset=sub.chunk.offset, task_count=sub.chunk.count, output=sub.output,
-                             error=sub.error, script=sub.script_path, submitted=time.time(),
-                             attempt=plan.attempt, task_ids=_task_ids(sub, array)))
+        record(event.key, event.job_id)
         submitted[event.key] = event.job_id
 
-    remote.stream_script(sbatch_script(a.submission for a in plan.arrays), on_stdout=on_line)
-    if problems or len(submitted) < len(plan.arrays):
-        raise RemoteError(f"retry of launch {plan.launch_id} stopped: {problems[0] if problems else 'no answer'}; "
-                          f"{len(submitted)} of {len(plan.arrays)} arrays were submitted and recorded",
-                          hint=f"fix the cause, then 'atlas-sweeps retry {plan.launch_id}' resubmits the rest")
+    remote.stream_script(script, on_stdout=on_line)
+    if problems or len(submitted) < len(keys):
+        raise RemoteError(f"retry of launch {launch_id} stopped: {problems[0] if problems else 'no answer'}; "
+                          f"{len(submitted)} of {len(keys)} arrays were submitted and recorded",
+                          hint=f"fix the cause, then 'atlas-sweeps retry {launch_id}' resubmits the rest")
     return submitted

@@ -88,3 +88,15 @@ def accounting_missing(sacct_stderr: str) -> bool:
     text = sacct_stderr.lower()
     return "accounting storage is disabled" in text or "slurmdbd" in text and "not" in text and "configured" in text
 
+
+
+def accounting_answer(values: dict[str, str]) -> tuple[bool | None, str | None]:
+    """``(accounting, sacct's error)`` from a remote script's ``accounting`` (``yes``/``no``) and
+    ``sacct_error`` facts: None when sacct was not asked, False when it says the cluster keeps none."""
+    if values.get("accounting") in ("yes", "no"):
+        return values["accounting"] == "yes", None
+    if "sacct_error" in values:
+        if accounting_missing(values["sacct_error"]):
+            return False, None
+        return None, " ".join(values["sacct_error"].split())
+    return None, None

@@ -12,7 +12,7 @@ from string import Template
 
 from atlas_sweeps.launch.layout import RUN_STREAM, exit_files
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
-from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_missing, parse_sacct, sacct_command
+from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_answer, parse_sacct, sacct_command
 from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
 from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
@@ -215,19 +215,8 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
         raise RemoteError(f"squeue failed: {detail}", hint="the controller may be down; retrying")
     if "done" not in values:
         raise RemoteError("the status script stopped before its end", hint="the connection may have dropped")
-    accounting: bool | None = None
-    sacct: list[TaskState] = []
-    sacct_error = None
-    if values.get("accounting") == "yes":
-        accounting = True
-        sacct = parse_sacct(values.get("sacct", ""), job_ids=ids)
-    elif values.get("accounting") == "no":
-        accounting = False
-    elif "sacct_error" in values:
-        if accounting_missing(values["sacct_error"]):
-            accounting = False
-        else:
-            sacct_error = " ".join(values["sacct_error"].split())
+    accounting, sacct_error = accounting_answer(values)
+    sacct = parse_sacct(values.get("sacct", ""), job_ids=ids) if accounting else []
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
                       accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
                       err_tails=err_tails, err_cut=values.get("err_cut") == "yes", agent_runs=agent_runs,

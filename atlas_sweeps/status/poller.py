@@ -45,6 +45,10 @@ class Poller:
     backend_for: Callable[[LaunchRecord], SweepBackend] | None = None  # None: no backend progress fetched
     reap_for: Callable[[LaunchRecord], bool] = lambda _rec: False  # cancel idle sweeps' pending tasks (status)
     clock: Callable[[], float] = time.time
+    # Another script to run in the same call, before the poll's (cluster, its launches -> bash, "" for none),
+    # e.g. report's; what the call printed is kept in ``extra_out`` by cluster for its parser.
+    extra: Callable[[str, list[LaunchRecord]], str] | None = None
+    extra_out: dict[str, str] = field(default_factory=dict)
     _clusters: dict[str, _Cluster] = field(default_factory=dict)
     calls: int = 0
 
@@ -109,11 +113,15 @@ class Poller:
             if self.reap_for(rec) and progress[rec.id][0]:
                 targets += reap_targets(jobs, self.db.sweeps(rec.id), progress[rec.id][0] or {}, seen)
         result = PollResult(squeue=[], sacct=[], accounting=None, log_lines={})
-        if arrays:
+        extra = self.extra(cluster, recs) if self.extra else ""
+        if arrays or extra:
             remote = self._remote(cluster)
             self.calls += 1
-            out = remote.run_script(poll_script(arrays, reap=[t.job_id for t in targets]), timeout=120)
-            result = parse_poll(out.stdout, job_ids=[a.job_id for a in arrays])
+            out = remote.run_script(extra + (poll_script(arrays, reap=[t.job_id for t in targets]) if arrays else ""),
+                                    timeout=120)
+            self.extra_out[cluster] = out.stdout
+            if arrays:
+                result = parse_poll(out.stdout, job_ids=[a.job_id for a in arrays])
         squeue, reaped = reap_squeue(result.squeue, result.reaped.arrays)
         why_reaped = {t.job_id: t for t in targets}
         now = self.clock()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,10 @@ from typing import Any
 from atlas_sweeps.errors import UsageError
 from atlas_sweeps.slurm.causes import CAUSES, WORDS
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN
+from atlas_sweeps.state.store import JobRecord, SweepRecord
+from atlas_sweeps.status.best_run import BestRun, offline_best
 from atlas_sweeps.status.model import LaunchStatus, SweepStatus, TaskRow
+from atlas_sweeps.status.report_probe import ReportFacts, sweep_metric
 
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -57,7 +60,9 @@ class SweepReport:
     tags: tuple[str, ...]
     counts: dict[str, int]
     failures: tuple[FailureGroup, ...]
-    gpu_hours: float
+    job_hours: float  # elapsed hours of the runs' attempts
+    gpu_hours: float | None  # sacct's elapsed x allocated GPUs; None: unknown (no accounting, not reached)
+    best: BestRun | None = None  # None: the sweep has no metric
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,11 @@ class LaunchReport:
     counts: dict[str, int]
     sweeps: tuple[SweepReport, ...]
     gpus_per_job: float
-    gpu_hours: float
+    job_hours: float
+    gpu_hours: float | None
     estimate: float
     commands: tuple[str, ...]
+    usage_why: str = ""  # why gpu_hours is unknown
 
 
 def gpus_per_job(status: LaunchStatus) -> float:
@@ -87,10 +94,25 @@ def gpus_per_job(status: LaunchStatus) -> float:
     return rec.total_hours / (rec.total_runs * test_time) if rec.total_runs and test_time else 1.0
 
 
-def _gpu_hours(tasks: Iterable[TaskRow], gpus: float) -> float:
-    """Elapsed time of the runs' attempts as recorded (sacct's where accounting exists, else squeue's) x GPUs
-    per job."""
-    return sum(t.spent for t in tasks) * gpus / 3600
+def _job_hours(tasks: Iterable[TaskRow]) -> float:
+    """Elapsed hours of the runs' attempts as recorded (sacct's where accounting exists, else squeue's)."""
+    return sum(t.spent for t in tasks) / 3600
+
+
+def _used_gpu_hours(jobs: Iterable[JobRecord], facts: ReportFacts) -> float:
+    """GPU-hours sacct says ``jobs`` (every attempt) used: elapsed x GPUs allocated, task by task."""
+    return sum(u.gpu_seconds for j in jobs for t in j.tasks if (u := facts.usage.get((j.job_id, t)))) / 3600
+
+
+def usage_unknown(facts: ReportFacts | None, *, reached: bool, error: str = "") -> str:
+    """Why the GPU-hours used are unknown, or "" when sacct told them."""
+    if facts is not None and facts.accounting:
+        return ""
+    if not reached or facts is None:
+        return f"the cluster was not reached{': ' + error if error else ''}"
+    if facts.accounting is False:
+        return "the cluster keeps no accounting (sacct)"
+    return "; ".join(facts.errors) or "sacct did not answer"
 
 
 def _failures(sweep: SweepStatus) -> tuple[FailureGroup, ...]:
@@ -107,18 +129,31 @@ def _failures(sweep: SweepStatus) -> tuple[FailureGroup, ...]:
                  for c, runs in sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
-def build_report(status: LaunchStatus, *, retryable: bool = False) -> LaunchReport:
+def build_report(status: LaunchStatus, *, retryable: bool = False, facts: ReportFacts | None = None,
+                 reached: bool = False, sweeps: Sequence[SweepRecord] = (), jobs: Sequence[JobRecord] = (),
+                 best: Mapping[str, BestRun] | None = None, error: str = "") -> LaunchReport:
     """The report of one launch as its statuses stand; ``retryable`` when its backend can resubmit single
-    runs (``atlas-sweeps retry``)."""
+    runs (``atlas-sweeps retry``); ``facts`` what the report's remote call said (``reached`` False: it was
+    not made or failed, with ``error``); ``best`` the best runs a backend found itself (W&B), by sweep."""
     rec = status.launch
-    gpus = gpus_per_job(status)
-    sweeps = tuple(SweepReport(name=s.name, tags=s.tags, counts=s.counts, failures=_failures(s),
-                               gpu_hours=_gpu_hours(s.tasks, gpus)) for s in status.sweeps)
+    why = usage_unknown(facts, reached=reached, error=error)
+    metrics = {s.name: m for s in sweeps if (m := sweep_metric(s.config)) is not None}
+    reports = []
+    for s in status.sweeps:
+        used = None if why or facts is None else _used_gpu_hours((j for j in jobs if j.sweep_name == s.name), facts)
+        found = (best or {}).get(s.name)
+        if found is None and s.name in metrics:
+            found = offline_best(metrics[s.name], s, facts.best.get(f"{rec.id}/{s.name}") if facts else None,
+                                 reached=reached and facts is not None)
+        reports.append(SweepReport(name=s.name, tags=s.tags, counts=s.counts, failures=_failures(s),
+                                   job_hours=_job_hours(s.tasks), gpu_hours=used, best=found))
     config = (rec.options.get("config_name") if rec.options else None) or rec.config_path
+    gpu_hours = None if why else sum(s.gpu_hours or 0.0 for s in reports)
     return LaunchReport(id=rec.id, created=rec.created, config=config, cluster=rec.cluster, note=rec.note,
-                        counts=status.counts, sweeps=sweeps, gpus_per_job=gpus,
-                        gpu_hours=sum(s.gpu_hours for s in sweeps), estimate=rec.total_hours,
-                        commands=next_commands(rec.id, sweeps, counts=status.counts, retryable=retryable))
+                        counts=status.counts, sweeps=tuple(reports), gpus_per_job=gpus_per_job(status),
+                        job_hours=sum(s.job_hours for s in reports), gpu_hours=gpu_hours,
+                        estimate=rec.total_hours, usage_why=why,
+                        commands=next_commands(rec.id, reports, counts=status.counts, retryable=retryable))
 
 
 def next_commands(launch_id: str, sweeps: Iterable[SweepReport], *, counts: Mapping[str, int],
@@ -143,15 +178,25 @@ def report_document(report: LaunchReport) -> dict[str, Any]:
     return {
         "id": report.id, "created": report.created, "config": report.config, "cluster": report.cluster,
         "note": report.note, "counts": report.counts, "gpus_per_job": report.gpus_per_job,
-        "gpu_hours": round(report.gpu_hours, 3), "estimate_gpu_hours": report.estimate,
+        "gpu_hours": _rounded(report.gpu_hours), "gpu_hours_unknown": report.usage_why or None,
+        "estimate_gpu_hours": report.estimate, "job_hours": round(report.job_hours, 3),
         "sweeps": [{
-            "name": s.name, "tags": list(s.tags), "counts": s.counts, "gpu_hours": round(s.gpu_hours, 3),
+            "name": s.name, "tags": list(s.tags), "counts": s.counts, "gpu_hours": _rounded(s.gpu_hours),
+            "job_hours": round(s.job_hours, 3), "best": s.best.document() if s.best else None,
             "failures": [{"cause": g.cause or None, "runs": [
                 {"job": r.job, "run": r.run, "params": r.params, "error": r.error} for r in g.runs]}
                 for g in s.failures],
         } for s in report.sweeps],
         "commands": list(report.commands),
     }
+
+
+def _rounded(hours: float | None) -> float | None:
+    return None if hours is None else round(hours, 3)
+
+
+def _hours(hours: float | None) -> str:
+    return "unknown" if hours is None else f"{hours:.2f}"
 
 
 def _md(text: str) -> str:
@@ -172,12 +217,16 @@ def report_markdown(reports: Iterable[LaunchReport]) -> str:
         lines += [f"## Launch {r.id}: {_md(r.config)} on {_md(r.cluster)} ({when})", ""]
         if r.note:
             lines += [f"> {_md(r.note)}", ""]
+        unknown = f" ({_md(r.usage_why)})" if r.usage_why else ""
         lines += [f"- runs: {_counts_text(r.counts)}",
-                  f"- GPU-hours: {r.gpu_hours:.2f} used of {r.estimate:g} estimated ({r.gpus_per_job:g} per job)",
+                  f"- GPU-hours: {_hours(r.gpu_hours)} used{unknown} of {r.estimate:g} estimated "
+                  f"({r.gpus_per_job:g} per job); {r.job_hours:.2f} job-hours ran",
                   ""]
         for s in r.sweeps:
             tags = f" [{_md(','.join(s.tags))}]" if s.tags else ""
-            lines += [f"### {_md(s.name)}{tags}: {_counts_text(s.counts)}, {s.gpu_hours:.2f} GPU-hours", ""]
+            lines += [f"### {_md(s.name)}{tags}: {_counts_text(s.counts)}, {_hours(s.gpu_hours)} GPU-hours", ""]
+            if s.best is not None:
+                lines += [f"- best: {_md(s.best.text())}", ""]
             for g in s.failures:
                 lines += [f"**{g.words}** ({len(g.runs)})", "", "| job | run | parameters | error |",
                           "|---|---|---|---|"]

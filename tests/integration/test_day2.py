@@ -24,6 +24,17 @@ def run_cli(args: list[str], *, state: Path, timeout: float = 120) -> subprocess
     return subprocess.run([CLI, *args], cwd=DATA, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def launch_and_wait(config: str, *, profile: str, nodes: int, state: Path, fails: bool = False) -> str:
+    """Launch ``config`` on ``profile`` and wait until its tasks are final (``status --wait`` exits 1 when
+    some failed: ``fails``); the launch id."""
+    out = run_cli(["launch", config, "--cluster", profile, "--nodes", str(nodes), "--json"], state=state)
+    assert out.returncode == 0, out.stderr
+    launch = json.loads(out.stdout)["launch"]
+    waited = run_cli(["status", "--wait", "--launch", launch], state=state, timeout=600)
+    assert waited.returncode == (1 if fails else 0), waited.stderr
+    return launch
+
+
 def tasks_by_run(doc: dict) -> dict[int, dict]:
     return {t["run"]: t for launch in doc["launches"] for s in launch["sweeps"] for t in s["tasks"]}
 
@@ -112,7 +123,8 @@ def test_report_groups_failures_by_cause_with_gpu_hours_and_next_commands(failed
     assert set(failures) == {"error", "timeout", "cancelled"}
     assert failures["error"][0]["params"] == {"lr": 0.1, "mode": "raise"}
     assert failures["error"][0]["error"] == "ValueError: lr too large for this run: 0.1"
-    assert doc["gpu_hours"] > 0 and doc["estimate_gpu_hours"] == 4.0  # the sandbox profile asks for no GPUs
+    # the sandbox profile asks for no GPUs: the estimate is in job hours, sacct says no GPU was allocated
+    assert doc["gpu_hours"] == 0.0 and doc["job_hours"] > 0 and doc["estimate_gpu_hours"] == 4.0
     assert any(c.endswith(" --err") for c in doc["commands"])
     assert f"atlas-sweeps retry {failed['launch']} --dry-run" in doc["commands"]
     md = run_cli(["report", "--since", "1h", "--markdown"], state=failed["state"])
@@ -158,11 +170,7 @@ def test_retry_resubmits_exactly_the_runs_that_did_not_complete_as_a_new_attempt
 
 
 def test_a_completed_launch_has_nothing_to_retry_and_skip_done_leaves_its_runs_out(sandbox, tmp_path: Path) -> None:
-    out = run_cli(["launch", "day2_ok", "--cluster", sandbox.profile, "--nodes", "2", "--json"], state=tmp_path)
-    assert out.returncode == 0, out.stderr
-    launch = json.loads(out.stdout)["launch"]
-    waited = run_cli(["status", "--wait", "--launch", launch], state=tmp_path, timeout=600)
-    assert waited.returncode == 0, waited.stderr
+    launch = launch_and_wait("day2_ok", profile=sandbox.profile, nodes=2, state=tmp_path)
     nothing = run_cli(["retry", launch, "--yes"], state=tmp_path)
     assert nothing.returncode == 0 and f"nothing to retry: every run of launch {launch}" in nothing.stderr
     # The same runs under the same tags and project: --skip-done leaves them out.

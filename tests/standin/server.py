@@ -447,6 +447,9 @@ def _op_upsert_sweep(s: StandinServer, v: dict[str, Any], q: str) -> Any:
             )
         except (yaml.YAMLError, ValueError) as e:
             raise GraphQLError(f"invalid sweep config: {e}") from e
+        if v.get("priorRunsFilters"):
+            flt = json.loads(v["priorRunsFilters"])
+            s.store.add_prior_runs(sweep.id, [r for r in s.store.project_runs(entity, project) if run_matches(r, flt)])
     return {
         "upsertSweep": {
             "sweep": {
@@ -489,7 +492,7 @@ def _sweep_node(s: StandinServer, sweep: SweepRecord) -> dict[str, Any]:
         "scheduler": None,
         "runCount": len(runs),
         "runCountExpected": sweep.expected_runs,
-        "priorRuns": {"edges": []},
+        "priorRuns": {"edges": [{"node": {"name": r}} for r in sweep.prior_runs]},
     }
 
 

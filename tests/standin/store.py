@@ -40,6 +40,7 @@ class SweepRecord:
     pending_grid: list[dict[str, Any]] | None = None  # grid points not handed out yet (grid sweeps only)
     handed_out: int = 0
     requeued: list[str] = field(default_factory=list)  # preempted runs to hand out again, as the same runs
+    prior_runs: list[str] = field(default_factory=list)  # runs of other sweeps counted as this one's (priorRunsFilters)
 
     @property
     def method(self) -> str:
@@ -196,6 +197,18 @@ class Store:
             )
             self.sweeps[sweep_id] = sweep
             return sweep
+
+    def add_prior_runs(self, sweep_id: str, runs: list[RunRecord]) -> None:
+        """Count ``runs`` as the sweep's own, as the service does with an UpsertSweep's priorRunsFilters: a
+        grid point one of them ran (same value for every parameter of the point) is not handed out again."""
+        with self.lock:
+            sweep = self.sweeps[sweep_id]
+            sweep.prior_runs += [r.id for r in runs if r.id not in sweep.prior_runs]
+            if sweep.pending_grid is not None:
+                sweep.pending_grid = [
+                    point for point in sweep.pending_grid
+                    if not any(all(k in r.config and r.config[k] == v["value"] for k, v in point.items()) for r in runs)
+                ]
 
     def find_sweep(self, key: str | None) -> SweepRecord | None:
         """By name or storage id (we use the name as the storage id too)."""

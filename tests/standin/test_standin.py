@@ -333,6 +333,22 @@ def test_grid_expansion_supports_value_values_and_nested_parameters() -> None:
     assert all(p["opt"]["value"]["name"] == "adam" and p["seed"] == {"value": 1} for p in points)
 
 
+def test_prior_runs_of_a_new_grid_sweep_count_as_done(grid_sweep: GridSweep, wandb_standin: StandinServer,
+                                                      wandb_env: dict[str, str]) -> None:
+    finished = [r.id for r in wandb_standin.runs_of(grid_sweep.sweep_id) if r.state == "finished"]
+    assert len(finished) == 5  # a=3, b=y failed
+    config = {**grid_sweep.config, "parameters": {**grid_sweep.config["parameters"], "a": {"values": [1, 2, 3, 4]}}}
+    proc = _python(f"""
+        import wandb
+        print(wandb.sweep({config!r}, entity={wandb_env["WANDB_ENTITY"]!r}, project={grid_sweep.project!r},
+                          prior_runs={finished!r}))
+    """, wandb_env)
+    assert proc.returncode == 0, proc.stderr
+    sweep = wandb_standin.sweep(proc.stdout.strip().splitlines()[-1])
+    assert sorted(sweep.prior_runs) == sorted(finished)
+    assert sorted((p["a"]["value"], p["b"]["value"]) for p in sweep.pending_grid or []) == [(3, "y"), (4, "x"), (4, "y")]
+
+
 # First attempt: says it is being preempted and stops unfinished; the next one (same run id) finishes.
 PREEMPTED_CHILD = """
 import os, sys, wandb

@@ -18,10 +18,11 @@ _GRID = {"method": "grid", "program": "main.py", "parameters": {"x": {"values": 
 
 
 def _run_gate(sweep_path: str, *, base_url: str, tmp_path: Path, key: str | None = None,
-              netrc: str | None = None) -> subprocess.CompletedProcess[str]:
+              netrc: str | None = None, restarts: int = 0) -> subprocess.CompletedProcess[str]:
     script = "\n".join([*gate_lines(sweep_path, python=f'"{sys.executable}"'), "echo AGENT-STARTS"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_BASE_URL=base_url, NETRC=str(tmp_path / "netrc"), HOME=str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    env.update(WANDB_BASE_URL=base_url, NETRC=str(tmp_path / "netrc"), HOME=str(tmp_path),
+               SLURM_RESTART_COUNT=str(restarts))
     if key:
         env["WANDB_API_KEY"] = key
     if netrc is not None:
@@ -64,11 +65,27 @@ def test_a_check_that_cannot_be_made_starts_the_agent_anyway(wandb_standin: Stan
     assert wandb_standin.api_key not in result.stderr
 
 
+def test_a_requeued_agent_task_starts_its_agent_for_the_run_it_was_on_unless_the_sweep_ended(
+        wandb_standin: StandinServer, tmp_path: Path) -> None:
+    # Every run of a one-run grid is handed out: a fresh task has nothing to do, a requeued one is owed its run.
+    one = {**_GRID, "parameters": {"x": {"values": [1]}}}
+    path = _sweep(wandb_standin, one)
+    agent = wandb_standin.store.create_agent(sweep_id=path.split("/")[2], host="node")
+    assert wandb_standin.store.heartbeat(agent.id, {})[0]["type"] == "run"  # the grid's one run, handed out
+    kw = {"base_url": wandb_standin.base_url, "tmp_path": tmp_path, "key": wandb_standin.api_key}
+    assert "no runs left (1 of 1 handed out)" in _run_gate(path, **kw).stderr
+    assert _run_gate(path, restarts=1, **kw).stdout.strip() == "AGENT-STARTS"
+    wandb_standin.store.set_sweep_state(path.split("/")[2], "FINISHED")
+    assert "AGENT-STARTS" not in _run_gate(path, restarts=1, **kw).stdout
+
+
 def test_the_reasons_nothing_is_left() -> None:
     assert idle_reason("RUNNING", 3, 6) == "" and idle_reason("RUNNING", 0, None) == ""
     assert idle_reason("running", 6, 6) == "no runs left (6 of 6 handed out)"
     assert idle_reason("Finished", 1, 6) == "sweep finished"
     assert idle_reason("PENDING", 0, 0) == ""  # not started yet, unbounded: agents may get runs
+    assert idle_reason("running", 6, 6, restarted=True) == ""  # W&B hands a preempted run out again
+    assert idle_reason("FINISHED", 6, 6, restarted=True) == "sweep finished"
 
 
 def test_the_wandb_job_script_ends_before_its_agent_when_the_sweep_finished(wandb_standin: StandinServer,

@@ -51,6 +51,14 @@ def test_dry_run_of_shipped_examples(name: str, runs: int, clean_env: dict[str, 
     assert not (Path(clean_env["ATLAS_SWEEPS_STATE_DIR"])).exists()
 
 
+def test_no_gpus_is_zero_gpu_hours_in_the_launch_summary(clean_env: dict[str, str]) -> None:
+    none = run_cli("launch", "simple_grid", "--dry-run", "--gpus", "0", env=clean_env)
+    assert none.returncode == 0, none.stderr
+    assert "num runs: 9\n" in none.stdout and "total gpu hours: 0\n" in none.stdout and "--gres" not in none.stdout
+    two = run_cli("launch", "simple_grid", "--dry-run", "--gpus", "2", env=clean_env)
+    assert "total gpu hours: 18\n" in two.stdout and "#SBATCH --gres=gpu:2" in two.stdout
+
+
 def test_dry_run_json_composite_grid(clean_env: dict[str, str]) -> None:
     result = run_cli("launch", "composite_grid.yml", "--dry-run", "--json", "--nodes", "2", env=clean_env)
     doc = json.loads(result.stdout)

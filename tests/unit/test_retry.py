@@ -82,15 +82,19 @@ def test_nothing_to_retry_an_unknown_sweep_and_a_launch_without_a_snapshot() -> 
                                                         output="/o", error="/e", chdir="/c").argv()[3] == "--array=1,4,9%2"
 
 
-def test_retry_of_a_wandb_launch_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_retry_of_a_wandb_launch_refuses_bad_input_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ATLAS_SWEEPS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     db = StateDB(tmp_path / "state.db")
     db.add_launch(LaunchRecord(id="w1", created=time.time(), config_path="c.yml", config_text="", cluster="c",
                                backend="wandb", nodes=1, remote_dir="/r", snapshot=SNAP, status="submitted",
                                total_runs=1, total_hours=1.0))
-    assert main(["retry", "w1", "--yes"]) == 2
+    assert main(["retry", "w1", "--sweep", "nope", "--yes"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "retry resubmits the runs of local-backend launches only" in err
-    assert "launch w1 uses the wandb backend" in err
+    assert err.count("\n") == 0 and "launch w1 has no sweep 'nope'" in err
+    assert main(["retry", "w1", "--yes"]) == 2  # its cluster profile is gone: said, nothing asked of W&B
+    assert "no cluster profile named 'c'" in capsys.readouterr().err
+    assert main(["retry", "w1", "--resync", "--dry-run"]) == 2  # never another directory's code
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resync: the code directory of launch w1 (not recorded) is not on this machine" in err

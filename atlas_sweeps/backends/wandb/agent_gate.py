@@ -13,14 +13,18 @@ from functools import lru_cache
 NOTHING_LEFT = 3
 
 
-def idle_reason(state: object, run_count: object, expected: object) -> str:
+def idle_reason(state: object, run_count: object, expected: object, *, restarted: bool = False) -> str:
     """Why an agent starting now would get no run from a sweep in ``state`` that has handed out
-    ``run_count`` of its ``expected`` runs (grid size or run_cap; None when unbounded); "" when it may."""
+    ``run_count`` of its ``expected`` runs (grid size or run_cap; None when unbounded); "" when it may.
+    A ``restarted`` agent task (requeued after a preemption or its time limit) is owed the run it was on,
+    which W&B hands out again although it counts as handed out: only a sweep that ended stops it."""
     ended = {"FINISHED": "sweep finished", "CANCELED": "sweep cancelled", "CANCELLED": "sweep cancelled",
              "FAILED": "sweep failed", "CRASHED": "sweep crashed", "PAUSED": "sweep paused"}
     why = ended.get(str(state or "").upper())
     if why:
         return why
+    if restarted:
+        return ""
     if isinstance(expected, int) and isinstance(run_count, int) and 0 < expected <= run_count:
         return f"no runs left ({run_count} of {expected} handed out)"
     return ""
@@ -56,7 +60,8 @@ try:
     node = ((data.get("data") or {}).get("project") or {}).get("sweep")
     if not node:
         raise RuntimeError("no such sweep: " + str(data.get("errors") or "")[:200])
-    why = idle_reason(node.get("state"), node.get("runCount"), node.get("runCountExpected"))
+    why = idle_reason(node.get("state"), node.get("runCount"), node.get("runCountExpected"),
+                      restarted=os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0"))
 except Exception as exc:
     print("atlas-sweeps: could not check W&B sweep %s (%s); starting the agent anyway" % (path, exc),
           file=sys.stderr)

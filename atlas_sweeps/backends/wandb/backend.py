@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from atlas_sweeps.backends.base import CreatedSweep, JobCommand, SweepProgress
+from atlas_sweeps.backends.base import BackendBest, CreatedSweep, JobCommand, SweepProgress
 from atlas_sweeps.backends.wandb.agent_gate import gate_lines
 from atlas_sweeps.backends.wandb.credentials import (
     app_url,
@@ -28,7 +28,10 @@ from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
 if TYPE_CHECKING:
-    from atlas_sweeps.state.store import SweepRecord
+    from atlas_sweeps.backends.wandb.retry import WandbRetryPlan
+    from atlas_sweeps.config.profile import Profile
+    from atlas_sweeps.config.templates import Template
+    from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
 
 WRAPPER_NAME = "python-wrapper.py"
 
@@ -155,7 +158,8 @@ class WandbBackend:
             import wandb
 
             try:
-                sweep_id = wandb.sweep(config, entity=entity, project=project)
+                sweep_id = wandb.sweep(config, entity=entity, project=project,
+                                       prior_runs=list(sweep.prior_runs) or None)
             except Exception as exc:  # wandb raises CommError and friends; all mean the same here
                 detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise BackendError(f"W&B could not create sweep '{sweep.name}' in {entity or '(default)'}/"
@@ -185,6 +189,47 @@ class WandbBackend:
         client.execute(_STOP_MUTATION, {"id": node["id"], "state": "FINISHED", "entityName": path.entity,
                                         "projectName": path.project}, operation="UpsertSweep")
         return f"stopped W&B sweep {sweep_id}"
+
+    def done_runs(self, sweeps: Sequence[PlannedSweep], *, entity: str | None, project: str) -> dict[str, dict[str, Any]]:
+        """``--skip-done``: what earlier finished runs with each sweep's tags cover of its grid, by sweep name
+        (``{"points": n, "run_ids": [...]}``; ``prior.py``), one paged query per tag set."""
+        from atlas_sweeps.backends.wandb.prior import covered, fetch_finished_runs
+
+        client = client_for(self.base_url)
+        entity = entity or check_viewer(client).entity or None
+        runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        out = {}
+        for sweep in sweeps:
+            tags = sweep.spec.tags
+            if tags not in runs:
+                runs[tags] = fetch_finished_runs(client, entity=entity, project=project, tags=tags)
+            prior = covered(sweep.spec.config, tags, runs[tags])
+            if prior.points:
+                out[sweep.name] = {"points": prior.points, "run_ids": list(prior.run_ids)}
+        return out
+
+    def retry_round(self, launch: LaunchRecord, sweeps: Sequence[SweepRecord], jobs: Sequence[JobRecord], *,
+                    profile: Profile, template: Template, only: str | None = None, code: str = "") -> WandbRetryPlan:
+        """``retry``: the sweeps' failed runs at W&B, planned to run again as runs of the same sweeps (one query
+        per sweep; ``retry.py``)."""
+        from atlas_sweeps.backends.wandb.best import sweep_runs
+        from atlas_sweeps.backends.wandb.retry import plan_retry
+
+        client = client_for(self.base_url)
+        runs = {s.name: sweep_runs(client, s.sweep_id) for s in sweeps
+                if s.sweep_id and (only is None or s.name == only)}
+        return plan_retry(launch, sweeps, jobs, runs, profile=profile, template=template, base_url=self.base_url,
+                          only=only, code=code)
+
+    def best_runs(self, sweeps: Sequence[SweepRecord], *, metrics: dict[str, tuple[str, str]]) -> dict[str, BackendBest]:
+        """The best finished run of each W&B sweep by its metric (one query per sweep; ``best.py``)."""
+        from atlas_sweeps.backends.wandb.best import fetch_best
+
+        try:
+            client = client_for(self.base_url)
+        except BackendError as exc:
+            return {s.name: BackendBest(why=f"unknown: {exc}") for s in sweeps if s.name in metrics}
+        return fetch_best(client, sweeps, metrics=metrics)
 
     # -- what jobs run ---------------------------------------------------------------------------
     def job(self, sweep: PlannedSweep, created: CreatedSweep, *, layout: LaunchLayout,
