@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from atlas_sweeps.backends.base import BackendBest, CreatedSweep, JobCommand, SweepProgress
 from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, args_json, deferred_env_names
 from atlas_sweeps.launch.layout import LaunchLayout
+from atlas_sweeps.launch.packing import packed_command
 from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.launch.preemption import run_id, run_identity_lines
 
@@ -79,5 +80,8 @@ class LocalBackend:
             preamble.append(f'argv=("${{argv[@]//"@@ATLAS_ENV:{name}@@"/"${{{name}-{name}}}"}}")')
         preamble.append('echo "atlas-sweeps: run $task: ${argv[*]}" >&2')
         command = f'{wrap} "${{argv[@]}}"' if wrap else '"${argv[@]}"'
-        return JobCommand(tasks=sweep.runs, throttle=max(1, sweep.jobs), preamble=tuple(preamble), command=command,
+        if sweep.packing.packed:  # the per-run lines (all but the task line) run once per run of the task
+            preamble, command = packed_command(per_run=tuple(preamble[1:]), command=command, runs=sweep.runs,
+                                               packing=sweep.packing, log_dir=layout.log_dir(sweep.name))
+        return JobCommand(tasks=sweep.tasks, throttle=max(1, sweep.jobs), preamble=tuple(preamble), command=command,
                           files=files, env={} if self.online else {"WANDB_MODE": "offline"})

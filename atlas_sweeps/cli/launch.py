@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 @click.option("--partition", help="Override the profile's Slurm partition.")
 @click.option("--time", "time_limit", metavar="D-HH:MM:SS", help="Override the profile's job time limit.")
 @click.option("--gpus", type=click.IntRange(min=0), help="Override the profile's GPUs per job.")
+@click.option("--runs-per-job", type=int, metavar="K",
+              help="Runs per array task, one after another (local backend; default 1, or P).")
+@click.option("--parallel-per-job", type=int, metavar="P",
+              help="Of a task's runs, how many at once, each on its share of the job's GPUs (wandb: agents per job).")
 @click.option("--template", type=click.Path(dir_okay=False), help="sbatch template to use instead of the profile's.")
 @click.option("--signal-grace", type=int, metavar="SECONDS",
               help="Signal the job this long before its time limit, so the run checkpoints and the task requeues "
@@ -55,7 +59,8 @@ if TYPE_CHECKING:
 def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str | None, test_time: float,
            count: int | None, tags_param: str | None, project: str | None, entity: str | None,
            partition: str | None, time_limit: str | None, gpus: int | None, template: str | None,
-           signal_grace: int | None, no_requeue: bool, note: str, skip_done: bool, dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
+           signal_grace: int | None, no_requeue: bool, runs_per_job: int | None, parallel_per_job: int | None,
+           note: str, skip_done: bool, dry_run: bool, as_json: bool, resume: str | None, force_resubmit_unknown: bool,
            accept_new_host_key: bool) -> int:
     """Validate CONFIG (a composite sweep file; .yml may be left off), create its sweeps, sync the code to
     the cluster and submit the jobs, recording everything locally.
@@ -85,7 +90,8 @@ def launch(*, config: str | None, cluster: str | None, nodes: int, backend: str 
                  "slurm_signal_grace": signal_grace, "slurm_requeue": False if no_requeue else None}
     options = LaunchOptions(config=config, cluster=cluster, nodes=nodes, backend=backend, test_time=test_time,
                             count=count, tags_param=tags_param, project=project, entity=entity,
-                            overrides={k: v for k, v in overrides.items() if v is not None}, note=note.strip())
+                            overrides={k: v for k, v in overrides.items() if v is not None}, note=note.strip(),
+                            runs_per_job=runs_per_job, parallel_per_job=parallel_per_job)
     prepared = prepare(options, cwd=cwd, dry_run=dry_run)
     if skip_done:
         prepared = _skip_done(prepared, cwd=cwd, dry_run=dry_run)

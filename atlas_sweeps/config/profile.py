@@ -105,6 +105,8 @@ class Profile:
     excludes: tuple[str, ...] = ()
     status_interval: float = 15.0
     template: str | None = None
+    runs_per_job: int | None = None  # launch --runs-per-job's default (launch/packing.py)
+    parallel_per_job: int | None = None  # launch --parallel-per-job's default
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     source: str | None = None
     project_file: str | None = None
@@ -176,6 +178,8 @@ _CHECKS: dict[str, values.Check] = {
     "excludes": values.strings(values.text(example="data/"), example="data/"),
     "status_interval": values.seconds,
     "template": values.text(example="my.sbatch.j2"),
+    "runs_per_job": values.integer(low=1),
+    "parallel_per_job": values.integer(low=1),
     "slurm.partition": _word("gpu"),
     "slurm.account": _word("mylab"),
     "slurm.qos": _word("normal"),

@@ -29,6 +29,7 @@ from atlas_sweeps.config.templates import Template, load_template
 from atlas_sweeps.errors import AtlasError, ConfigError, Interrupted, RemoteError, UsageError
 from atlas_sweeps.launch.jobs import PreparedSweep, prepare_sweep
 from atlas_sweeps.launch.layout import LaunchLayout, guessed_home, resolve_root
+from atlas_sweeps.launch.packing import packing_of
 from atlas_sweeps.launch.plan import Plan, PlannedSweep, build_plan, with_prior_runs, without_runs
 from atlas_sweeps.launch.preflight import PreflightReport, parse_preflight, preflight_script
 from atlas_sweeps.launch.resume import ChunkKey, adopt_submitted, lookup_lines
@@ -63,6 +64,8 @@ class LaunchOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # the hypothesis the launch tests: recorded, shown by ls and status, W&B's description
     skip: dict[str, list[str]] = field(default_factory=dict)  # --skip-done: sweep -> run keys left out
+    runs_per_job: int | None = None  # --runs-per-job: runs per array task (launch/packing.py)
+    parallel_per_job: int | None = None  # --parallel-per-job: of those, how many at once
     prior: dict[str, dict[str, Any]] = field(default_factory=dict)  # --skip-done, W&B: sweep -> points, run ids
 
 
@@ -138,10 +141,17 @@ def prepare(options: LaunchOptions, *, cwd: Path, dry_run: bool = False) -> Prep
         from atlas_sweeps.remote.rsync_version import require_local_rsync
 
         require_local_rsync()  # before any login prompt: a Mac's rsync 2.6.9 is refused with the fix
+    # The packing asked for (the profile's as default), recorded as it takes effect: status and --resume read it.
+    asked = {k: getattr(options, k) if getattr(options, k) is not None else getattr(profile, k)
+             for k in ("runs_per_job", "parallel_per_job")}
+    from_profile = [k for k in asked if getattr(options, k) is None and getattr(profile, k) is not None]
+    packing = packing_of(**asked, where=f"{' and '.join(from_profile)} from cluster profile '{profile.name}'"
+                         if from_profile else "")
+    options = replace(options, runs_per_job=packing.runs_per_job, parallel_per_job=packing.parallel)
     plan = build_plan(composite, backend=backend, expand=make_backend(backend, dry_run=True).expands_runs,
                       nodes=options.nodes, test_time=options.test_time,
                       gpus_per_job=profile.slurm.gpus_per_job, count=options.count,
-                      interpreter=profile.interpreter)
+                      interpreter=profile.interpreter, packing=packing)
     plan = with_prior_runs(without_runs(plan, options.skip), options.prior)
     return Prepared(options=options, composite=composite, config_text=config_text, profile=profile,
                     template=template, backend=backend, backend_notice=notice, project=str(project),
@@ -249,6 +259,7 @@ class Launcher:
                      "project": prepared.project, "entity": prepared.entity, "overrides": opts.overrides,
                      "code_dir": str(prepared.code_dir), "config_name": prepared.composite.path.name,
                      "gpus_per_job": prepared.plan.gpus_per_job, "skip": opts.skip,
+                     "runs_per_job": opts.runs_per_job, "parallel_per_job": opts.parallel_per_job,
                      **({"prior": opts.prior} if opts.prior else {})},
         )
         self.db.add_launch(record)
@@ -456,7 +467,8 @@ def _prepare_recorded(record: LaunchRecord, *, cwd: Path) -> Prepared:
                                 backend=opts["backend"], test_time=opts["test_time"], count=opts["count"],
                                 tags_param=opts["tags_param"], project=opts["project"], entity=opts["entity"],
                                 overrides=opts.get("overrides") or {}, note=record.note,
-                                skip=opts.get("skip") or {}, prior=opts.get("prior") or {})
+                                skip=opts.get("skip") or {}, prior=opts.get("prior") or {},
+                                runs_per_job=opts.get("runs_per_job"), parallel_per_job=opts.get("parallel_per_job"))
         code_dir = Path(opts.get("code_dir") or cwd)
         prepared = prepare(options, cwd=code_dir)
     return replace(prepared, composite=replace(prepared.composite, path=Path(record.config_path)))

@@ -3,7 +3,8 @@
     snapshots/<launch>/            the code, read-only (hard links to the previous snapshot where unchanged)
     launches/<launch>/<sweep>/     job.sbatch and, for the local backend, runs/<task>.args
     logs/<launch>/<sweep>/         %A_%a.out and %A_%a.err, and %A_%a.exit: the task's exit code, written
-                                   by its script as it exits (what status reads where sacct cannot tell)
+                                   by its script as it exits (what status reads where sacct cannot tell);
+                                   a packed task's runs: %A_%a.r<run>.out/.err/.exit (launch/packing.py)
     wandb/<launch>/<sweep>/        WANDB_DIR: run files stay outside the shared snapshot
 """
 

@@ -13,6 +13,7 @@ from atlas_sweeps.config.commandline import ARGS_JSON_FILE_TOKEN, DEFERRED_ENVIR
 from atlas_sweeps.config.composite import CompositeFile, SweepSpec
 from atlas_sweeps.config.params import count_runs, expand_runs
 from atlas_sweeps.errors import UsageError
+from atlas_sweeps.launch.packing import NO_PACKING, Packing
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,16 @@ class PlannedSweep:
     run_argv: tuple[tuple[str, ...], ...] = ()
     run_params: tuple[dict[str, Any], ...] = ()
     prior_runs: tuple[str, ...] = ()  # W&B runs the new sweep counts as done (--skip-done on the W&B backend)
+    packing: Packing = NO_PACKING
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def tasks(self) -> int:
+        """Array tasks of the local backend: one per run, or one per ``packing.runs_per_job`` runs."""
+        return self.packing.tasks(self.runs)
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ class Plan:
 
 
 def build_plan(composite: CompositeFile, *, backend: str, expand: bool, nodes: int, test_time: float,
-               gpus_per_job: int, count: int | None = None, interpreter: str = "python", seed: int = 0) -> Plan:
+               gpus_per_job: int, count: int | None = None, interpreter: str = "python", seed: int = 0,
+               packing: Packing = NO_PACKING) -> Plan:
     """Count every sweep and, when the backend runs one array task per run (``expand``), expand it; ``nodes`` is jobs per sweep unless the subtest says
     ``_num_nodes``. The estimate is runs x test_time x GPUs per job, as the original printed it."""
     if nodes < 1:
@@ -64,7 +72,6 @@ def build_plan(composite: CompositeFile, *, backend: str, expand: bool, nodes: i
     planned = []
     for spec in composite.sweeps:
         runs = count_runs(spec.config, count=count)
-        jobs = min(spec.num_nodes or nodes, runs) if runs else 0
         argv: tuple[tuple[str, ...], ...] = ()
         expanded: tuple[dict[str, object], ...] = ()
         if expand:
@@ -72,10 +79,23 @@ def build_plan(composite: CompositeFile, *, backend: str, expand: bool, nodes: i
             argv = tuple(tuple(build_command(spec.config, run, interpreter=interpreter, environ=DEFERRED_ENVIRON,
                                              args_json_file=ARGS_JSON_FILE_TOKEN)) for run in expanded)
             runs = len(argv)
-        planned.append(PlannedSweep(spec=spec, runs=runs, jobs=jobs, hours=runs * test_time * gpus_per_job,
-                                    run_argv=argv, run_params=expanded))
+        planned.append(PlannedSweep(spec=spec, runs=runs, jobs=_jobs(spec, nodes, runs, packing),
+                                    hours=_hours(runs, packing, test_time, gpus_per_job),
+                                    run_argv=argv, run_params=expanded, packing=packing))
     return Plan(config_path=composite.path, backend=backend, nodes=nodes, test_time=test_time,
                 gpus_per_job=gpus_per_job, sweeps=tuple(planned))
+
+
+def _jobs(spec: SweepSpec, nodes: int, runs: int, packing: Packing) -> int:
+    """Jobs of a sweep at once: ``nodes`` (or the subtest's ``_num_nodes``), at most one per (packed) task."""
+    return min(spec.num_nodes or nodes, packing.tasks(runs)) if runs else 0
+
+
+def _hours(runs: int, packing: Packing, test_time: float, gpus_per_job: int) -> float:
+    """GPU-hours: each task holds its GPUs for as many run times as its lanes run one after another (P runs
+    at once share the job's GPUs); unpacked, runs x test_time x GPUs per job."""
+    return packing.tasks(runs) * packing.waves * test_time * gpus_per_job if packing.packed else \
+        runs * test_time * gpus_per_job
 
 
 def run_key(params: Mapping[str, Any]) -> str:
@@ -99,8 +119,8 @@ def without_runs(plan: Plan, skip: Mapping[str, Collection[str]]) -> Plan:
         if not kept:
             continue
         runs = len(kept)
-        sweeps.append(replace(s, runs=runs, jobs=min(s.spec.num_nodes or plan.nodes, runs),
-                              hours=runs * plan.test_time * plan.gpus_per_job,
+        sweeps.append(replace(s, runs=runs, jobs=_jobs(s.spec, plan.nodes, runs, s.packing),
+                              hours=_hours(runs, s.packing, plan.test_time, plan.gpus_per_job),
                               run_argv=tuple(a for a, _ in kept), run_params=tuple(p for _, p in kept)))
     return replace(plan, sweeps=tuple(sweeps))
 

@@ -17,6 +17,7 @@ from atlas_sweeps.slurm.sbatch import SparseChunk, Submission
 from atlas_sweeps.slurm.states import FAILED
 from atlas_sweeps.state.store import JobRecord, StateDB
 from atlas_sweeps.status.model import LaunchStatus, TaskRow
+from atlas_sweeps.status.packed import packed_runs
 
 if TYPE_CHECKING:
     from atlas_sweeps.launch.jobs import PreparedSweep
@@ -59,6 +60,7 @@ def plan_retry(status: LaunchStatus, *, jobs: list[JobRecord], sweep: str | None
                          hint=f"atlas-sweeps launch --resume {rec.id}")
     attempt = max((j.attempt for j in jobs), default=1) + 1
     first = [j for j in jobs if j.attempt == 1]
+    per_task = packed_runs(rec.options)
     arrays = []
     for s in status.sweeps:
         if sweep is not None and s.name != sweep:
@@ -68,11 +70,13 @@ def plan_retry(status: LaunchStatus, *, jobs: list[JobRecord], sweep: str | None
         for row in s.tasks:
             if row.category != FAILED:
                 continue
-            owner = next(j for j in chunks.values() if j.task_offset <= row.run < j.task_offset + j.task_count)
+            index = row.run // per_task  # the task that runs it (a packed task runs per_task runs)
+            owner = next(j for j in chunks.values() if j.task_offset <= index < j.task_offset + j.task_count)
             by_chunk.setdefault(owner.chunk, []).append(row)
         for chunk, rows in sorted(by_chunk.items()):
             job = chunks[chunk]
-            ids = tuple(r.run - job.task_offset for r in rows)
+            # A packed task runs again whole; its runs that completed are skipped (launch/packing.py).
+            ids = tuple(dict.fromkeys(r.run // per_task - job.task_offset for r in rows))
             throttle = _throttle(job.array_spec, default=len(ids))
             sparse = SparseChunk(index=chunk, offset=job.task_offset, count=len(ids), throttle=min(throttle, len(ids)),
                                  ids=ids)
@@ -87,6 +91,12 @@ def _throttle(array_spec: str, *, default: int) -> int:
     """The ``%N`` of an ``--array`` value (at most N tasks at once), else ``default``."""
     _, sep, limit = array_spec.partition("%")
     return int(limit) if sep and limit.isdigit() else default
+
+
+def _task_ids(sub: Submission, array: RetryArray) -> tuple[int, ...]:
+    """The task ids of a retry array, as its ``--array`` lists them."""
+    chunk = sub.chunk
+    return chunk.ids if isinstance(chunk, SparseChunk) else tuple(r.run - chunk.offset for r in array.runs)
 
 
 def retry_document(plan: RetryPlan, *, submitted: dict[str, str] | None = None) -> dict[str, Any]:
@@ -115,7 +125,7 @@ def submit_retry(db: StateDB, remote: Remote, plan: RetryPlan) -> dict[str, str]
                              job_id=job_id, job_name=sub.job_name, array_spec=sub.chunk.array_spec,
                              task_offset=sub.chunk.offset, task_count=sub.chunk.count, output=sub.output,
                              error=sub.error, script=sub.script_path, submitted=time.time(),
-                             attempt=plan.attempt, task_ids=tuple(r.run - sub.chunk.offset for r in array.runs)))
+                             attempt=plan.attempt, task_ids=_task_ids(sub, array)))
 
     script = (submit_script(list(plan.prepared), root=plan.root) if plan.prepared
               else sbatch_script(a.submission for a in plan.arrays))

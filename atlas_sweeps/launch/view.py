@@ -56,6 +56,8 @@ def dry_run_document(prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, r
                 "tags": list(s.planned.spec.tags),
                 "runs": s.planned.runs,
                 "jobs": s.planned.jobs,
+                "array_tasks": sum(sub.chunk.count for sub in s.submissions),
+                **s.planned.packing.to_options(),
                 "gpu_hours": s.planned.hours,
                 "sweep_config": s.planned.spec.config,
                 "run_args": [list(argv) for argv in s.planned.run_argv],
@@ -67,6 +69,14 @@ def dry_run_document(prepared: Prepared, sweeps: tuple[PreparedSweep, ...], *, r
         ],
         "totals": {"runs": prepared.plan.total_runs, "gpu_hours": prepared.plan.total_hours},
     }
+
+
+def _packing_text(s: PreparedSweep) -> str:
+    """``  tasks: 2 (3 runs each, 1 at once)`` for a packed sweep, else nothing."""
+    p = s.planned.packing
+    if not p.packed:
+        return ""
+    return f"  tasks: {sum(sub.chunk.count for sub in s.submissions)} ({p.runs_per_job} runs each, {p.parallel} at once)"
 
 
 def _code(console: Console, text: str, lexer: str) -> None:
@@ -86,7 +96,7 @@ def print_dry_run(console: Console, prepared: Prepared, sweeps: tuple[PreparedSw
     for s in sweeps:
         # A printed heading, not a rule: a rule crops its title to the width, and a pipe is 80 columns.
         console.print(f"[bold]── {escape(s.name)}[/]  tags: {escape(', '.join(s.planned.spec.tags) or '-')}  "
-                      f"runs: {s.planned.runs}  jobs: {s.planned.jobs}  gpu hours: {hours_text(s.planned.hours)}",
+                      f"runs: {s.planned.runs}  jobs: {s.planned.jobs}{_packing_text(s)}  gpu hours: {hours_text(s.planned.hours)}",
                       highlight=False)
         config = yaml.safe_dump(s.planned.spec.config, sort_keys=False).rstrip()
         console.print("[dim]# sweep configuration[/]")
@@ -119,7 +129,9 @@ def result_document(result: LaunchResult) -> dict[str, Any]:
                                              "dirty": launch.git_dirty},
         "sweeps": [{"name": s.name, "tags": list(s.tags), "sweep_id": s.sweep_id, "url": s.url, "runs": s.runs,
                     "log_dir": s.log_dir, "jobs": jobs_by_sweep.get(s.name, [])} for s in result.sweeps],
-        "totals": {"runs": launch.total_runs, "gpu_hours": launch.total_hours},
+        "totals": {"runs": launch.total_runs, "gpu_hours": launch.total_hours,
+                   "array_tasks": sum(j.task_count for j in result.jobs)},
+        "packing": {k: launch.options.get(k) or 1 for k in ("runs_per_job", "parallel_per_job")},
         "remote_calls": result.remote_calls,
         "snapshot_files_transferred": result.snapshot_files,
     }
@@ -144,6 +156,11 @@ def print_result(console: Console, result: LaunchResult) -> None:
     log_dirs = {s.log_dir.rsplit("/", 1)[0] for s in result.sweeps if s.log_dir}
     for log_dir in sorted(log_dirs):
         console.print(f"logs: {log_dir}/<sweep>/<job>_<task>.out|.err", highlight=False)
+    per_task = launch.options.get("runs_per_job") or 1
+    if per_task > 1:
+        console.print(f"packed: {sum(j.task_count for j in result.jobs)} array task(s) of {per_task} runs, "
+                      f"{launch.options.get('parallel_per_job') or 1} at once; each run's own log: "
+                      "<job>_<task>.r<run>.out|.err (atlas-sweeps tail JOB_TASK --run N)", highlight=False)
     for line in totals_lines(launch.total_runs, launch.total_hours):
         console.print(line)
     first = result.jobs[0].job_id + "_0" if result.jobs else "JOBID"

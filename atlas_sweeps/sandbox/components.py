@@ -12,6 +12,9 @@ from atlas_sweeps.sandbox.config import SandboxSettings
 from atlas_sweeps.sandbox.paths import SandboxPaths
 from atlas_sweeps.sandbox.release_config import (
     CGROUP_CONF,
+    DAEMONS_CGROUP_CONF,
+    DAEMONS_CONF,
+    GRES_CONF,
     LOG_FILES,
     MUNGE_SOCKET,
     PID_FILES,
@@ -89,6 +92,9 @@ def build_components(settings: SandboxSettings, paths: SandboxPaths) -> dict[str
     """Every component of the sandbox, keyed by name, in start order."""
     p, s = paths, settings
     slurm_marker = f"SLURM_CONF={p.slurm_conf}"
+    # The Slurm daemons read daemons.conf (slurm.conf plus the GPUs); its path starts with slurm.conf's,
+    # the marker, so a daemon started with either file is recognised as ours.
+    slurm_files = (p.slurm_conf, p.daemons_conf, p.gres_conf)
     comps = [
         Component(
             name="munge", exe="munged",
@@ -106,14 +112,14 @@ def build_components(settings: SandboxSettings, paths: SandboxPaths) -> dict[str
             pid_file=p.pid_file("slurmdbd"), log_file=p.log_file("slurmdbd"), marker=slurm_marker,
             port=s.slurmdbd_port, config_files=(p.slurmdbd_conf,)),
         Component(
-            name="slurmctld", exe="slurmctld", argv=("/usr/sbin/slurmctld", "-i", "-f", str(p.slurm_conf)),
+            name="slurmctld", exe="slurmctld", argv=("/usr/sbin/slurmctld", "-i", "-f", str(p.daemons_conf)),
             pid_file=p.pid_file("slurmctld"), log_file=p.log_file("slurmctld"), marker=str(p.slurm_conf),
-            port=s.slurmctld_port, config_files=(p.slurm_conf,)),
+            port=s.slurmctld_port, config_files=slurm_files),
         Component(
             name="slurmd", exe="slurmd",
-            argv=("/usr/sbin/slurmd", "-f", str(p.slurm_conf), "-N", s.hostname),
+            argv=("/usr/sbin/slurmd", "-f", str(p.daemons_conf), "-N", s.hostname),
             pid_file=p.pid_file("slurmd"), log_file=p.log_file("slurmd"), marker=str(p.slurm_conf),
-            port=s.slurmd_port, config_files=(p.slurm_conf,)),
+            port=s.slurmd_port, config_files=slurm_files),
         Component(
             name="sshd", exe="sshd",
             argv=("/usr/sbin/sshd", "-f", str(p.sshd_config), "-E", str(p.log_file("sshd"))),
@@ -142,7 +148,8 @@ def build_release_components(settings: SandboxSettings, paths: ReleasePaths, nod
     """The daemons of a chroot sandbox, keyed by name, in start order; each started inside the chroot with
     Debian's default paths (slurm.conf in /etc/slurm, munge's default socket)."""
     s, p, root = settings, paths, paths.root
-    conf = (p.inside(SLURM_CONF), p.inside(CGROUP_CONF))
+    conf = (p.inside(SLURM_CONF), p.inside(CGROUP_CONF), p.inside(DAEMONS_CONF), p.inside(GRES_CONF),
+            p.inside(DAEMONS_CGROUP_CONF))
 
     def make(name: str, argv: tuple[str, ...], **kw: object) -> Component:
         return Component(name=name, exe=real_exe(argv[0], root), argv=argv, pid_file=p.pid_file(name),
@@ -151,8 +158,8 @@ def build_release_components(settings: SandboxSettings, paths: ReleasePaths, nod
     comps = [
         make("munge", ("/usr/sbin/munged", f"--socket={MUNGE_SOCKET}", f"--pid-file={PID_FILES['munge']}",
                        f"--log-file={LOG_FILES['munge']}"), socket=p.inside(MUNGE_SOCKET), run_as="munge"),
-        make("slurmctld", ("/usr/sbin/slurmctld", "-i"), port=s.slurmctld_port, config_files=conf),
-        make("slurmd", ("/usr/sbin/slurmd", "-N", node), port=s.slurmd_port, config_files=conf),
+        make("slurmctld", ("/usr/sbin/slurmctld", "-i", "-f", DAEMONS_CONF), port=s.slurmctld_port, config_files=conf),
+        make("slurmd", ("/usr/sbin/slurmd", "-f", DAEMONS_CONF, "-N", node), port=s.slurmd_port, config_files=conf),
         make("sshd", ("/usr/sbin/sshd", "-f", SSHD_CONFIG, "-E", LOG_FILES["sshd"]), port=s.ssh_port,
              config_files=(p.inside(SSHD_CONFIG),)),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from atlas_sweeps.config.profile import Profile
 from atlas_sweeps.errors import SandboxError, UsageError
-from atlas_sweeps.sandbox import accounting, chroot, daemons, packages, users, venv
+from atlas_sweeps.sandbox import accounting, chroot, daemons, gres, packages, users, venv
 from atlas_sweeps.sandbox.components import COMPONENTS, Component, build_components, daemon_env, real_exe
 from atlas_sweeps.sandbox.config import (
     PROFILE_HEADER,
@@ -172,7 +173,11 @@ def _write_configs(settings: SandboxSettings, paths: SandboxPaths) -> set[Path]:
         (paths.my_cnf, render_my_cnf(settings, paths), 0o644),
         (paths.sshd_config, render_sshd_config(settings, paths), 0o644),
         (paths.etc / "plugstack.conf", "", 0o644),
+        (paths.daemons_conf, gres.render_daemons_conf(str(paths.slurm_conf)), 0o644),
+        (paths.gres_conf, gres.render_gres_conf(gres.gpu_files(paths.gpu_dir)), 0o644),
     ]
+    paths.daemons_conf.parent.mkdir(exist_ok=True)
+    gres.make_gpu_files([Path(f) for f in gres.gpu_files(paths.gpu_dir)])
     for path, text, mode in files:
         if _write_if_changed(path, text, mode=mode):
             changed.add(path)
@@ -243,8 +248,9 @@ def _spawn(comp: Component, paths: SandboxPaths | None) -> None:
                            hint=f"see {comp.log_file}")
 
 
-def _stop(comp: Component, *, log: Log) -> list[int]:
-    """Stop a component's processes (for sshd also its sessions, for slurmd its job steps)."""
+def _stop(comp: Component, *, log: Log, keep_jobs: bool = False) -> list[int]:
+    """Stop a component's processes (for sshd also its sessions, for slurmd its job steps unless
+    ``keep_jobs``: a restarted slurmd takes its running steps back)."""
     mains = comp.pids()
     extra: list[int] = []
     if comp.name == "sshd" and comp.port is not None:
@@ -253,7 +259,7 @@ def _stop(comp: Component, *, log: Log) -> list[int]:
         for name, pid in daemons.established_on_port(comp.port):
             if name == "sshd":
                 extra += [pid, *daemons.descendants(pid)]
-    if comp.name == "slurmd":
+    if comp.name == "slurmd" and not keep_jobs:
         steps = Component(name="slurmstepd", exe=real_exe("/usr/sbin/slurmstepd", comp.root), argv=(),
                           pid_file=Path("/nonexistent"), log_file=comp.log_file, marker=f"SLURM_CONF={comp.marker}",
                           root=comp.root)
@@ -271,8 +277,8 @@ def _ensure_running(comp: Component, paths: SandboxPaths | None, *, restart: boo
     """Start ``comp`` unless ours already runs and answers; returns True when it (re)started it."""
     pids = comp.pids()
     if pids and restart:
-        log(f"{comp.name}: configuration changed, restarting")
-        _stop(comp, log=log)
+        log(f"{comp.name}: configuration changed, restarting (running jobs keep running)")
+        _stop(comp, log=log, keep_jobs=True)
         pids = []
     if pids:
         if comp.answering() or daemons.wait_until(comp.answering, timeout=10):
@@ -296,6 +302,25 @@ def _ensure_running(comp: Component, paths: SandboxPaths | None, *, restart: boo
         raise SandboxError(f"{comp.name} did not come up on {comp.endpoint}: {_log_tail(comp.log_file)}",
                            hint=f"see {comp.log_file}")
     return True
+
+
+def needs_restart(comp: Component, changed: set[Path]) -> bool:
+    """True when one of ``comp``'s config files changed, or a Slurm daemon of ours runs with other arguments
+    (an earlier version's ``up`` started it on slurm.conf rather than daemons.conf)."""
+    if any(f in changed for f in comp.config_files):
+        return True
+    if comp.name not in ("slurmctld", "slurmd"):
+        return False
+    pids = comp.pids()
+    return bool(pids) and " ".join(comp.argv) not in daemons.cmdline(pids[0])
+
+
+def _stop_slurmd_before_slurmctld(comps: dict[str, Component], name: str, *, log: Log) -> None:
+    """Before slurmctld restarts on a new config, stop slurmd (keeping its job steps): an old slurmd that
+    registers with the new slurmctld (fewer GPUs than configured) gets its node drained."""
+    if name == "slurmctld" and comps["slurmd"].pids():
+        log("slurmd: configuration changed, stopping it while slurmctld restarts (running jobs keep running)")
+        _stop(comps["slurmd"], log=log, keep_jobs=True)
 
 
 def _slurm_env(paths: SandboxPaths) -> dict[str, str]:
@@ -374,6 +399,8 @@ def _up_locked(paths: SandboxPaths, settings: SandboxSettings, *, installed: tup
     changed = _write_configs(settings, paths)
     paths.settings_file.write_text(settings.to_json())
     users.ensure_users_and_keys(settings, paths)
+    for user in settings.users:
+        gres.point_bashrc_at(Path(pwd.getpwnam(user).pw_dir), str(paths.daemons_conf))
 
     venv_error: list[BaseException] = []
 
@@ -397,7 +424,9 @@ def _up_locked(paths: SandboxPaths, settings: SandboxSettings, *, installed: tup
         comp = comps[name]
         if name == "mariadb" and accounting.ensure_mysql_datadir(paths):
             log("initialised MariaDB's data directory")
-        restart = any(f in changed for f in comp.config_files)
+        restart = needs_restart(comp, changed)
+        if restart:
+            _stop_slurmd_before_slurmctld(comps, name, log=log)
         if _ensure_running(comp, paths, restart=restart, log=log):
             started.append(name)
         if name == "mariadb":

@@ -52,6 +52,20 @@ class SandboxPaths:
         return self.etc / "slurm.conf"
 
     @property
+    def daemons_conf(self) -> Path:
+        """The slurm.conf the daemons read: the node's GPUs, then an Include of slurm.conf (see ``gres``)."""
+        return self.etc / "slurm.conf.d" / "daemons.conf"
+
+    @property
+    def gres_conf(self) -> Path:
+        return self.daemons_conf.parent / "gres.conf"
+
+    @property
+    def gpu_dir(self) -> Path:
+        """The device files standing for the node's GPUs."""
+        return self.root / "dev"
+
+    @property
     def slurmdbd_conf(self) -> Path:
         return self.etc / "slurmdbd.conf"
 

@@ -16,6 +16,10 @@ from atlas_sweeps.sandbox.releases import Release
 # Paths inside the chroot, as its programs see them.
 SLURM_CONF = "/etc/slurm/slurm.conf"
 CGROUP_CONF = "/etc/slurm/cgroup.conf"
+DAEMONS_CONF = "/etc/slurm/slurm.conf.d/daemons.conf"  # slurm.conf plus the node's GPUs (see sandbox.gres)
+GRES_CONF = "/etc/slurm/slurm.conf.d/gres.conf"
+DAEMONS_CGROUP_CONF = "/etc/slurm/slurm.conf.d/cgroup.conf"
+GPU_DIR = "/var/lib/atlas-sweeps/gpu"
 SSHD_CONFIG = "/etc/ssh/atlas_sshd_config"  # ours, beside the package's own sshd_config
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 AUTHORIZED_KEYS_DIR = "/etc/ssh/authorized_keys"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_sweeps.errors import SandboxError
-from atlas_sweeps.sandbox import chroot, daemons, packages
+from atlas_sweeps.sandbox import chroot, daemons, gres, packages
 from atlas_sweeps.sandbox.components import RELEASE_COMPONENTS, build_release_components
 from atlas_sweeps.sandbox.config import SandboxSettings
 from atlas_sweeps.sandbox.lifecycle import (
@@ -23,14 +23,20 @@ from atlas_sweeps.sandbox.lifecycle import (
     _mkdir,
     _quiet,
     _stop,
+    _stop_slurmd_before_slurmctld,
     _write_if_changed,
     _write_profiles,
     component_statuses,
+    needs_restart,
     wait_node_idle,
 )
 from atlas_sweeps.sandbox.paths import default_root
 from atlas_sweeps.sandbox.release_config import (
     CGROUP_CONF,
+    DAEMONS_CGROUP_CONF,
+    DAEMONS_CONF,
+    GPU_DIR,
+    GRES_CONF,
     SLURM_CONF,
     SSHD_CONFIG,
     ReleasePaths,
@@ -77,7 +83,13 @@ def _default_settings(release: Release) -> SandboxSettings:
 def _write_configs(release: Release, settings: SandboxSettings, paths: ReleasePaths) -> set[Path]:
     files = [(paths.inside(SLURM_CONF), render_slurm_conf(release, settings)),
              (paths.inside(CGROUP_CONF), render_cgroup_conf(release)),
-             (paths.inside(SSHD_CONFIG), render_sshd_config(settings))]
+             (paths.inside(SSHD_CONFIG), render_sshd_config(settings)),
+             (paths.inside(DAEMONS_CONF), gres.render_daemons_conf(SLURM_CONF)),
+             (paths.inside(GRES_CONF), gres.render_gres_conf(gres.gpu_files(GPU_DIR))),
+             # The daemons look for cgroup.conf beside the file they read (daemons.conf).
+             (paths.inside(DAEMONS_CGROUP_CONF), render_cgroup_conf(release))]
+    paths.inside(DAEMONS_CONF).parent.mkdir(exist_ok=True)
+    gres.make_gpu_files([paths.inside(f) for f in gres.gpu_files(GPU_DIR)])
     return {path for path, text in files if _write_if_changed(path, text)}
 
 
@@ -113,11 +125,16 @@ def up(name: str, *, root: Path | None = None, ssh_port: int | None = None, slur
         changed = _write_configs(release, settings, paths)
         paths.settings_file.write_text(settings.to_json())
         chroot.ensure_users(settings, paths)
+        for user in settings.users:
+            gres.point_bashrc_at(paths.inside(f"/home/{user}"), DAEMONS_CONF)
         comps = build_release_components(settings, paths, release.name)
         started = []
         for comp_name in RELEASE_COMPONENTS:
             comp = comps[comp_name]
-            if _ensure_running(comp, None, restart=any(f in changed for f in comp.config_files), log=log):
+            restart = needs_restart(comp, changed)
+            if restart:
+                _stop_slurmd_before_slurmctld(comps, comp_name, log=log)
+            if _ensure_running(comp, None, restart=restart, log=log):
                 started.append(comp_name)
             if comp_name == "slurmd":
                 wait_node_idle(release.name, _slurm_in(paths.root), log=log,

@@ -88,6 +88,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         # how often a task was requeued (preemption, time limit): squeue's RestartCnt, kept once it left squeue
         "ALTER TABLE task_states ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # packed tasks (launch --runs-per-job): each run's own exit record as its task wrote it ("R" while it
+        # runs, then its exit code) and its log's last line, so status shows one row per run from any terminal
+        """CREATE TABLE IF NOT EXISTS run_records (
+            launch_id TEXT NOT NULL, job_id TEXT NOT NULL, task INTEGER NOT NULL, run INTEGER NOT NULL,
+            record TEXT NOT NULL, log_line TEXT NOT NULL DEFAULT '', PRIMARY KEY (launch_id, job_id, task, run))""",
+    ),
 )
 
 
@@ -319,7 +326,8 @@ class StateDB:
     def delete_launch(self, launch_id: str) -> None:
         """Forget a launch that created nothing anywhere."""
         with self._tx() as db:
-            for table, col in (("task_states", "launch_id"), ("launch_polls", "launch_id"), ("jobs", "launch_id"),
+            for table, col in (("task_states", "launch_id"), ("run_records", "launch_id"),
+                               ("launch_polls", "launch_id"), ("jobs", "launch_id"),
                                ("sweeps", "launch_id"), ("launches", "id")):
                 db.execute(f"DELETE FROM {table} WHERE {col} = ?", (launch_id,))
 
@@ -389,6 +397,22 @@ class StateDB:
         cols = ", ".join(f'"{c}"' for c in _SEEN_FIELDS)
         rows = self._rows(f"SELECT {cols} FROM task_states WHERE launch_id = ? ORDER BY job_id, task", (launch_id,))
         return [TaskSeen.from_fields(dict(zip(_SEEN_FIELDS, r, strict=True))) for r in rows]
+
+    def save_run_records(self, launch_id: str, records: dict[tuple[str, int, int], tuple[str, str]]) -> None:
+        """Record packed runs' exit records and last log lines, ``(job, task, run) → (record, log_line)``;
+        a run's earlier log line stays when the new one is empty."""
+        rows = [(launch_id, job, task, run, rec, line) for (job, task, run), (rec, line) in records.items()]
+        with self._tx() as db:
+            db.executemany("INSERT INTO run_records (launch_id, job_id, task, run, record, log_line) "
+                           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (launch_id, job_id, task, run) DO UPDATE SET "
+                           "record = excluded.record, log_line = CASE WHEN excluded.log_line = '' "
+                           "THEN log_line ELSE excluded.log_line END", rows)
+
+    def run_records(self, launch_id: str) -> dict[tuple[str, int, int], tuple[str, str]]:
+        """What ``save_run_records`` kept of a launch's packed runs."""
+        rows = self._rows("SELECT job_id, task, run, record, log_line FROM run_records WHERE launch_id = ?",
+                          (launch_id,))
+        return {(r[0], int(r[1]), int(r[2])): (r[3], r[4]) for r in rows}
 
     def last_poll(self, launch_id: str) -> PollRecord | None:
         """The launch's last successful poll, if any."""

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from atlas_sweeps.launch.packing import Packing
 from atlas_sweeps.slurm.causes import REAPED, Diagnosis
 from atlas_sweeps.slurm.states import DONE, FAILED, PENDING, RUNNING, UNKNOWN, category
 from atlas_sweeps.slurm.task import NO_SOURCE, TaskState
 from atlas_sweeps.state.store import JobRecord, LaunchRecord, SweepRecord
 from atlas_sweeps.status.agent_runs import AgentRun
+from atlas_sweeps.status.packed import RunKey, packed_runs, run_state
 from atlas_sweeps.status.run_params import params_label, searched_keys, varying_keys
 
 
@@ -129,29 +131,42 @@ def build_launch_status(launch: LaunchRecord, sweeps: list[SweepRecord], jobs: l
                         error: str | None = None, wandb: dict[str, dict[str, int]] | None = None,
                         notes: tuple[str, ...] = (),
                         diagnoses: Mapping[tuple[str, int], Diagnosis] | None = None,
-                        agent_runs: Mapping[tuple[str, int], AgentRun] | None = None) -> LaunchStatus:
+                        agent_runs: Mapping[tuple[str, int], AgentRun] | None = None,
+                        run_records: Mapping[RunKey, str] | None = None,
+                        run_logs: Mapping[RunKey, str] | None = None) -> LaunchStatus:
     """Group merged task states by sweep, in the order the launch recorded them, one row per run: its latest
-    attempt; a W&B agent task's row shows the run it is on, from ``agent_runs`` (pure)."""
+    attempt; a W&B agent task's row shows the run it is on, from ``agent_runs``; a packed task (``runs_per_job``
+    in the launch's options) gives one row per run of it, each in its own state from ``run_records``
+    (``status.packed``) (pure)."""
     out = []
     why = diagnoses or {}
+    per_task = packed_runs(launch.options)
     for sweep in sweeps:
         rows: dict[int, TaskRow] = {}
         keys = varying_keys(sweep.run_params)
+        packing = Packing(runs_per_job=per_task) if per_task > 1 and sweep.run_params else None
         for job in (j for j in jobs if j.sweep_name == sweep.name):
             for task in job.tasks:
                 key = (job.job_id, task)
-                state = states.get(key) or TaskState(job_id=job.job_id, task=task, state="UNKNOWN", source=NO_SOURCE)
-                run = job.task_offset + task
-                params = sweep.run_params[run] if run < len(sweep.run_params) else None
-                label = params_label(params, keys) if params else ""
-                agent = (agent_runs or {}).get(key)
-                if params is None and agent is not None:
-                    params, label = agent.params, agent.label(keys or searched_keys(sweep.config))
-                before = rows.pop(run, None)
-                rows[run] = TaskRow(state=state, run=run, log_line=log_lines.get(key, ""), params=params,
-                                    label=label, diagnosis=why.get(key),
-                                    attempts=before.attempts + 1 if before else 1,
-                                    spent=(before.spent if before else 0) + (state.elapsed or 0))
+                task_state = states.get(key) or TaskState(job_id=job.job_id, task=task, state="UNKNOWN",
+                                                          source=NO_SOURCE)
+                index = job.task_offset + task
+                for run in packing.runs_of(index, sweep.runs) if packing else (index,):
+                    state, line = task_state, log_lines.get(key, "")
+                    if packing:
+                        state = run_state(task_state, (run_records or {}).get((job.job_id, task, run)), now=polled)
+                        line = (run_logs or {}).get((job.job_id, task, run), "")
+                    params = sweep.run_params[run] if run < len(sweep.run_params) else None
+                    label = params_label(params, keys) if params else ""
+                    agent = (agent_runs or {}).get(key)
+                    if params is None and agent is not None:
+                        params, label = agent.params, agent.label(keys or searched_keys(sweep.config))
+                    before = rows.pop(run, None)
+                    failed = not packing or category(state.state) == FAILED
+                    rows[run] = TaskRow(state=state, run=run, log_line=line, params=params, label=label,
+                                        diagnosis=why.get(key) if failed else None,
+                                        attempts=before.attempts + 1 if before else 1,
+                                        spent=(before.spent if before else 0) + (state.elapsed or 0))
         out.append(SweepStatus(name=sweep.name, tags=sweep.tags, sweep_id=sweep.sweep_id, url=sweep.url,
                                runs=sweep.runs, tasks=tuple(sorted(rows.values(), key=lambda r: r.run)),
                                wandb_runs=(wandb or {}).get(sweep.sweep_id or "")))

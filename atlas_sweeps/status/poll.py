@@ -17,6 +17,14 @@ from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
 from atlas_sweeps.slurm.states import ACTIVE_STATES, FAILED, case_pattern
 from atlas_sweeps.slurm.task import TaskState
 from atlas_sweeps.status.agent_runs import AgentRun, parse_agent_runs
+from atlas_sweeps.status.packed import (
+    RUN_LOG_FACT,
+    RunKey,
+    parse_run_exit_files,
+    parse_run_last_lines,
+    parse_run_log_fact,
+    run_log_lines,
+)
 from atlas_sweeps.status.reap import Reaped, parse_reap, reap_lines
 
 MAX_LOG_TASKS = 200  # running tasks whose last log line one poll reads
@@ -38,6 +46,7 @@ class ArrayQuery:
     recheck: tuple[int, ...] = ()  # tasks that may have ended since the last poll: their last log line is read once more
     error: str = ""  # .err log pattern (%A_%a)
     diagnose: tuple[int, ...] = ()  # tasks whose cause is not known yet: their .err tail is read if they ended
+    packed: bool = False  # its tasks run several runs (status/packed.py): their running runs' last lines are read
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class PollResult:
     err_cut: bool = False  # MAX_ERR_TASKS was reached: some ended tasks' logs were left for the next poll
     agent_runs: dict[tuple[str, int], AgentRun] = field(default_factory=dict)  # W&B: the run each agent is on
     reaped: Reaped = field(default_factory=lambda: Reaped(arrays=frozenset()))
+    run_exits: dict[RunKey, str] = field(default_factory=dict)  # packed runs' own exit records
+    run_logs: dict[RunKey, str] = field(default_factory=dict)  # running packed runs' last log lines
 
 
 def _awk(template: str) -> str:
@@ -134,6 +145,8 @@ def poll_script(arrays: list[ArrayQuery], *, reap: Iterable[str] = ()) -> str:
           for (d, g), (_, r) in [(exit_files(a.output, job_id=a.job_id),
                                   exit_files(a.output, job_id=a.job_id, stream=RUN_STREAM))]),
         *_err_tail_lines(arrays),
+        *run_log_lines([(a.job_id, exit_files(a.output, job_id=a.job_id)[0]) for a in arrays
+                        if a.packed and a.job_id.isdigit()], max_runs=MAX_LOG_TASKS, line_bytes=LOG_LINE_BYTES),
         'rm -f "$errf"',
         "emit done ok",
     ]
@@ -181,14 +194,20 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     exit_codes: dict[tuple[str, int], int] = {}
     err_tails: dict[tuple[str, int], str] = {}
     agent_runs: dict[tuple[str, int], AgentRun] = {}
+    run_exits: dict[RunKey, str] = {}
+    run_logs: dict[RunKey, str] = {}
     for key, value in facts:
-        if key.startswith(("log:", "err:")):
+        if key.startswith(RUN_LOG_FACT):
+            run_logs.update(parse_run_log_fact(key, value))
+        elif key.startswith(("log:", "err:")):
             job, _, task = key[4:].partition("_")
             if task.isdigit():
                 (logs if key.startswith("log:") else err_tails)[(job, int(task))] = value
         elif key.startswith("exits:"):
             exit_codes.update(parse_exit_files(value, job_id=key[6:]))
             agent_runs.update(parse_agent_runs(value, job_id=key[6:]))
+            run_exits.update(parse_run_exit_files(value, job_id=key[6:]))
+            run_logs.update(parse_run_last_lines(value, job_id=key[6:]))
         else:
             values[key] = value
     if "squeue_error" in values:
@@ -201,7 +220,7 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
     return PollResult(squeue=parse_squeue(values.get("squeue", ""), job_ids=ids), sacct=sacct,
                       accounting=accounting, log_lines=logs, sacct_error=sacct_error, exit_codes=exit_codes,
                       err_tails=err_tails, err_cut=values.get("err_cut") == "yes", agent_runs=agent_runs,
-                      reaped=parse_reap(values.get("reap")))
+                      reaped=parse_reap(values.get("reap")), run_exits=run_exits, run_logs=run_logs)
 
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:

@@ -20,6 +20,7 @@ from atlas_sweeps.status.agent_runs import parse_agent_run
 from atlas_sweeps.status.backend_progress import ask_progress, run_counts
 from atlas_sweeps.status.diagnosis import Diagnoses, diagnose_tasks, to_diagnose, undiagnosed_failure
 from atlas_sweeps.status.model import LaunchStatus, StatusSnapshot, build_launch_status
+from atlas_sweeps.status.packed import packed_runs
 from atlas_sweeps.status.poll import LOGGED_STATE, ArrayQuery, PollResult, parse_poll, poll_script
 from atlas_sweeps.status.reap import ReapTarget, reap_notes, reap_squeue, reap_targets, reaped_diagnosis
 from atlas_sweeps.status.stored import stored_status
@@ -106,7 +107,7 @@ class Poller:
             jobs = self.db.jobs(rec.id)
             seen = {(s.job_id, s.task): s for s in self.db.task_states(rec.id)}
             plans[rec.id] = (jobs, seen)
-            arrays += _queries(jobs, seen, polled=_polled(self.db, rec.id))
+            arrays += _queries(jobs, seen, polled=_polled(self.db, rec.id), packed=packed_runs(rec.options) > 1)
             # Asked before the poll: a sweep with nothing left to run has its pending tasks cancelled by it.
             progress[rec.id] = self._progress(rec)
             if self.reap_for(rec) and progress[rec.id][0]:
@@ -161,11 +162,24 @@ class Poller:
                 notes.append(werr)
             own = {j.job_id for j in jobs}
             notes += reap_notes([t for t in targets if t.job_id in own], mine, error=result.reaped.error)
+            runs = self._run_records(rec, jobs, result)
             statuses.append(build_launch_status(rec, self.db.sweeps(rec.id), jobs, states=states, log_lines=logs,
                                                 polled=now, accounting=accounting, wandb=wandb,
                                                 notes=tuple(notes), diagnoses=why.shown,
-                                                agent_runs=agents))
+                                                agent_runs=agents, run_records={k: v[0] for k, v in runs.items()},
+                                                run_logs={k: v[1] for k, v in runs.items() if v[1]}))
         return statuses
+
+    def _run_records(self, rec: LaunchRecord, jobs: list[JobRecord],
+                     result: PollResult) -> dict[tuple[str, int, int], tuple[str, str]]:
+        """A packed launch's runs: what this poll read of them, recorded, over what earlier polls did."""
+        if packed_runs(rec.options) <= 1:
+            return {}
+        ids = {j.job_id for j in jobs}
+        new = {k: (v, result.run_logs.get(k, "")) for k, v in result.run_exits.items() if k[0] in ids}
+        if new:
+            self.db.save_run_records(rec.id, new)
+        return self.db.run_records(rec.id)
 
     def _progress(self, rec: LaunchRecord) -> tuple[dict[str, SweepProgress] | None, str | None]:
         if self.backend_for is None:
@@ -178,7 +192,8 @@ def _polled(db: StateDB, launch_id: str) -> float | None:
     return poll.polled if poll else None
 
 
-def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, polled: float | None) -> list[ArrayQuery]:
+def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, polled: float | None,
+             packed: bool = False) -> list[ArrayQuery]:
     """The arrays a poll asks about: finished arrays are never asked about again."""
     out = []
     for job in jobs:
@@ -193,7 +208,7 @@ def _queries(jobs: list[JobRecord], seen: dict[tuple[str, int], TaskSeen], *, po
         recheck = tuple(running + unseen)
         out.append(ArrayQuery(job_id=job.job_id, job_name=job.job_name, task_count=job.task_count,
                               output=job.output, submitted=job.submitted, recheck=recheck, error=job.error,
-                              diagnose=to_diagnose(job, seen)))
+                              diagnose=to_diagnose(job, seen), packed=packed))
     return out
 
 

@@ -10,6 +10,7 @@ from atlas_sweeps.state.store import LaunchRecord, StateDB
 from atlas_sweeps.status.agent_runs import parse_agent_run
 from atlas_sweeps.status.diagnosis import stored_diagnosis
 from atlas_sweeps.status.model import LaunchStatus, build_launch_status
+from atlas_sweeps.status.packed import packed_runs
 
 RECENT_SECONDS = 7 * 86400  # launches never polled count as unfinished only this long
 
@@ -22,10 +23,13 @@ def stored_status(db: StateDB, launch: LaunchRecord, *, stale: bool = False, err
     logs = {(s.job_id, s.task): s.log_line for s in seen if s.log_line}
     why = {(s.job_id, s.task): d for s in seen if (d := stored_diagnosis(s)) is not None}
     agents = {(s.job_id, s.task): run for s in seen if s.agent_run and (run := parse_agent_run(s.agent_run))}
+    runs = db.run_records(launch.id) if packed_runs(launch.options) > 1 else {}
     return build_launch_status(launch, db.sweeps(launch.id), db.jobs(launch.id), states=states, log_lines=logs,
                                polled=poll.polled if poll else None,
                                accounting=poll.accounting if poll else None, stale=stale, error=error,
-                               diagnoses=why, agent_runs=agents)
+                               diagnoses=why, agent_runs=agents,
+                               run_records={k: v[0] for k, v in runs.items()},
+                               run_logs={k: v[1] for k, v in runs.items() if v[1]})
 
 
 def is_unfinished(db: StateDB, launch: LaunchRecord, *, now: float) -> bool:

@@ -15,6 +15,7 @@ from atlas_sweeps.slurm.exit_codes import parse_exit_code
 from atlas_sweeps.slurm.sacct import sacct_final_command
 from atlas_sweeps.slurm.scontrol import show_job_command
 from atlas_sweeps.slurm.states import PENDING, RUNNING, case_pattern, normalize_state
+from atlas_sweeps.status.packed import run_end_lines
 
 # Longest log line shown whole; longer ones are cut (the client's line buffer is bounded just above it).
 MAX_SHOWN_BYTES = MAX_LINE_BYTES - 1024
@@ -92,19 +93,23 @@ class TailEvent:
     exit_code: int | None = None
 
 
-def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float, stream: str = "out") -> str:
-    """Bash that follows ``slurm_id``'s log at ``path`` (None: ask ``scontrol`` for StdOut/StdErr)."""
+def tail_script(*, slurm_id: str, path: str | None, lines: int, interval: float, stream: str = "out",
+                run_record: str | None = None) -> str:
+    """Bash that follows ``slurm_id``'s log at ``path`` (None: ask ``scontrol`` for StdOut/StdErr);
+    ``run_record``: one run of a packed task, which ends when its exit record holds its code."""
     field = "StdErr" if stream == "err" else "StdOut"
     return "\n".join([
         EMIT_FUNCTION,
         "export LC_ALL=C",
         f"id={shlex.quote(slurm_id)}; file={shlex.quote(path or '')}; n={int(lines)}; every={float(interval):g}",
+        *run_end_lines(run_record),
         f'info() {{ {show_job_command(_ID)}; }}',
         "field() { printf '%s\\n' \"$1\" | tr ' ' '\\n' | sed -n \"s/^$2=//p\" | head -n 1; }",
         PREFIX_FUNCTION,
         'tailpid=""; last=""',
         "stop_tail() { if [ -n \"$tailpid\" ]; then sleep 1; kill \"$tailpid\" 2>/dev/null; wait \"$tailpid\" 2>/dev/null; sleep 0.2; fi; }",
         "while :; do",
+        *(["  run_ended"] if run_record else []),
         '  line=$(info)',
         '  if [ -z "$line" ]; then',
         # Not (or no longer) known to slurmctld: the accounting database has the final word.

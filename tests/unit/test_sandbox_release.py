@@ -87,7 +87,7 @@ def test_trixie_daemons_start_inside_the_chroot_with_host_side_pid_and_log_files
     comps = build_release_components(SETTINGS, PATHS, "trixie")
     assert tuple(comps) == RELEASE_COMPONENTS == ("munge", "slurmctld", "slurmd", "sshd")
     assert all(c.root == PATHS.root for c in comps.values())
-    assert comps["slurmd"].argv == ("/usr/sbin/slurmd", "-N", "trixie")
+    assert comps["slurmd"].argv == ("/usr/sbin/slurmd", "-f", "/etc/slurm/slurm.conf.d/daemons.conf", "-N", "trixie")
     assert comps["sshd"].argv == ("/usr/sbin/sshd", "-f", "/etc/ssh/atlas_sshd_config", "-E", "/var/log/sshd.log")
     assert comps["sshd"].pid_file == Path("/srv/sb/trixie/root/run/sshd.pid")
     assert comps["munge"].socket == Path("/srv/sb/trixie/root/run/munge/munge.socket.2")

@@ -23,6 +23,7 @@ from atlas_sweeps.backends.wandb.credentials import (
 )
 from atlas_sweeps.errors import BackendError
 from atlas_sweeps.launch.layout import RUN_STREAM, LaunchLayout
+from atlas_sweeps.launch.packing import agent_lanes_command
 from atlas_sweeps.launch.plan import PlannedSweep
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION
 
@@ -261,8 +262,13 @@ class WandbBackend:
             f'{_dq(created.sweep_id)}" >&2',
         )
         agent = f'wandb agent --forward-signals --count "$atlas_count" {shlex.quote(created.sweep_id)}'
+        command = f"{wrap} {agent}" if wrap else agent
+        if sweep.packing.parallel > 1:  # P agents in the task, each with its share of the task's count
+            lanes, command = agent_lanes_command(count_expr="atlas_count", agent=command.replace(
+                '"$atlas_count"', '"$atlas_share"'), packing=sweep.packing, log_dir=layout.log_dir(sweep.name))
+            preamble = (*preamble, *lanes)
         return JobCommand(tasks=tasks, throttle=tasks, preamble=preamble,
-                          command=f"{wrap} {agent}" if wrap else agent,
+                          command=command,
                           env={"WANDB_BASE_URL": self.base_url, "WANDB_RESUME": "allow"},
                           files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION,
                           run_pid='cat "$atlas_bin/run.pid" 2>/dev/null || true')
