@@ -184,6 +184,8 @@ def agent_lanes_command(*, count_expr: str, agent: str, packing: Packing, log_di
         '    if [ "$atlas_share" -eq 0 ]; then continue; fi',
         "    (",
         *_gpu_lines(p),
+        # each agent's run writes its own pid file, so Slurm's USR1 reaches every lane's run
+        '      if [ -n "${ATLAS_RUN_PID_FILE:-}" ]; then export ATLAS_RUN_PID_FILE="${ATLAS_RUN_PID_FILE%.pid}.$lane.pid"; fi',
         f"      exec {agent}",
         '    ) > "$atlas_pack_log/$atlas_pack_id.a$lane.out" 2> "$atlas_pack_log/$atlas_pack_id.a$lane.err" &',
         "    pids+=($!)",

@@ -99,14 +99,15 @@ def run_identity_lines(prefix: str, *, index: str = "$task") -> tuple[str, ...]:
 
 def trap_lines(policy: Preemption, *, run_pid: str = "") -> tuple[str, ...]:
     """Bash functions and the USR1 trap, set before the run starts. ``run_pid`` is a bash expression for the
-    pid of the run in progress (a backend whose runs are children of an agent), empty when none is; without
+    pids of the runs in progress, one a line (a backend whose runs are children of agents), empty when none is; without
     it the run is the background command itself (``$atlas_run``) and its process group gets the signal."""
     if not policy.requeue:
         return ()
     sig, most, bound = policy.signal, policy.max_requeues, policy.wait_bound
     if run_pid:
         current = f'atlas_current() {{ {run_pid}; }}'
-        send = f'atlas_signal_run() {{ local pid; pid=$(atlas_current); if [ -n "$pid" ]; then kill -s {sig} "$pid" 2>/dev/null || true; fi; }}'
+        # one pid per line: several agents in one task (--parallel-per-job) each have a run in progress
+        send = f'atlas_signal_run() {{ local pid; for pid in $(atlas_current); do kill -s {sig} "$pid" 2>/dev/null || true; done; }}'
     else:
         current = 'atlas_current() { if [ -n "$atlas_run" ] && kill -0 "$atlas_run" 2>/dev/null; then echo "$atlas_run"; fi; }'
         send = (f'atlas_signal_run() {{ if [ -n "$atlas_run" ]; then kill -s {sig} -- -"$atlas_run" 2>/dev/null || '

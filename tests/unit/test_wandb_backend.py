@@ -301,3 +301,43 @@ def test_usr1_reaches_the_agents_run_not_the_agent_and_the_task_requeues(tmp_pat
     assert "run checkpointed" in out and "agent saw its run end" in out  # the agent outlived the signal
     assert (tmp_path / "scontrol-calls").read_text().split() == ["requeue", "77_0"]
     assert "run(s) failed" not in out and not list((tmp_path / "remote").rglob("*.exit"))
+
+
+def test_usr1_reaches_the_run_of_every_agent_of_a_task_running_two(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from atlas_sweeps.launch.packing import Packing
+
+    planned = replace(_plan(nodes=1)[0], packing=Packing(runs_per_job=2, parallel=2))
+    script, files = _render(tmp_path, planned)
+    for path, data in files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "run.py").write_text(
+        "import os, signal, sys, time\n"
+        "def stop(signum, frame):\n    print('checkpointed', os.environ['WANDB_RUN_ID'], flush=True); sys.exit(1)\n"
+        "signal.signal(signal.SIGUSR1, stop)\nprint('run started', flush=True)\ntime.sleep(20)\n")
+    # two agents in the task, each with a run in its own process group (as wandb's agent starts them)
+    (bin_dir / "wandb").write_text(f"#!/bin/bash\nset -m\nWANDB_RUN_ID=run$RANDOM python {tmp_path}/run.py &\n"
+                                   "wait $!\nsleep 20\n")
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/scontrol-calls\n')
+    for name in ("wandb", "scontrol"):
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "remote" / "snapshots" / "L1").mkdir(parents=True)
+    (tmp_path / "job.sh").write_text(script)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": "0",
+           "SLURM_ARRAY_JOB_ID": "77", "TMPDIR": str(tmp_path)}
+    logs = [tmp_path / "remote" / "logs" / "L1" / planned.name / f"77_0.a{lane}.out" for lane in (0, 1)]
+    logs[0].parent.mkdir(parents=True)  # Slurm makes --output's directory: the launch did
+    job = subprocess.Popen(["bash", str(tmp_path / "job.sh")], stdout=subprocess.DEVNULL, stderr=(tmp_path / "err").open("w"),
+                           env=env)
+    deadline = time.monotonic() + 15
+    while not all(p.exists() and "run started" in p.read_text() for p in logs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job.send_signal(signal.SIGUSR1)  # Slurm's --signal=B:USR1: the batch shell only
+    assert job.wait(timeout=30) == 0, (tmp_path / "err").read_text()
+    texts = [p.read_text() for p in logs]
+    assert all("checkpointed run" in text for text in texts), texts  # both lanes' runs got the checkpoint signal
+    assert (tmp_path / "scontrol-calls").read_text().split() == ["requeue", "77_0"]

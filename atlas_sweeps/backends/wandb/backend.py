@@ -271,7 +271,7 @@ class WandbBackend:
                           command=command,
                           env={"WANDB_BASE_URL": self.base_url, "WANDB_RESUME": "allow"},
                           files={wrapper: WRAPPER_SOURCE.encode()}, finish=_FINISH_FUNCTION,
-                          run_pid='cat "$atlas_bin/run.pid" 2>/dev/null || true')
+                          run_pid='cat "$atlas_bin"/run*.pid 2>/dev/null || true')
 
 
 _STOP_MUTATION = """
