@@ -27,13 +27,19 @@ sandbox: install
 sandbox-down: install
 	$(CLI) sandbox down
 
-# Unit and integration tests; pytest's exit code 5 (nothing collected) is a failure, and so is a run
-# in which no integration test executed (tests/conftest.py checks ATLAS_REQUIRE_INTEGRATION).
+# Unit and integration tests, in two phases: everything but the `serial` tests on 4 workers (a file's tests stay
+# on one worker; most of the time is spent waiting for Slurm), then the `serial` ones alone (they stop sshd or hook
+# the cluster user's shell: tests/integration/conftest.py says which and why). pytest's exit code 5 (nothing
+# collected) is a failure in either phase, and so is a phase in which no integration test executed
+# (tests/conftest.py checks ATLAS_REQUIRE_INTEGRATION).
+PYTEST_PHASE = ATLAS_REQUIRE_INTEGRATION=1 $(VENV)/bin/pytest
+NO_TESTS = if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc
+
 test: install
 	$(CLI) sandbox up
 	$(CLI) sandbox up --release trixie
-	ATLAS_REQUIRE_INTEGRATION=1 $(VENV)/bin/pytest; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+	$(PYTEST_PHASE) -n 4 --dist loadfile -m "not serial"; rc=$$?; $(NO_TESTS)
+	$(PYTEST_PHASE) -m serial tests/integration; rc=$$?; $(NO_TESTS)
 
 # The integration suite again on the openssh transport (the sandbox's *-openssh profiles): one ControlMaster.
 test-openssh: install

@@ -13,11 +13,29 @@ import pytest
 _HERE = Path(__file__).parent
 
 
+# Files whose tests change what every session of the sandbox sees: ``make test`` runs them alone (``-m serial``),
+# after the rest has run in parallel (``-n 4 --dist loadfile``: a file's tests stay on one worker).
+SERIAL_FILES = {
+    "test_status.py": "stops the sandbox's sshd mid-way",
+    "test_trixie.py": "takes the trixie sandbox down and up",
+    "test_resume_faults.py": "hooks the cluster user's .bashrc, counting every session's calls",
+    "test_openssh.py": "counts the cluster user's logins in sshd's log",
+    "test_ssh_keys.py": "counts the cluster user's logins in sshd's log",
+    "test_remote.py": "counts logins in sshd's log",
+    "test_rsync_versions.py": "puts other rsync versions on the cluster user's PATH",
+    "test_sandbox.py": "runs sandbox up and down",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration with ``pytest.mark.integration``."""
+    """Mark every test under tests/integration with ``pytest.mark.integration``, and those of SERIAL_FILES with
+    ``pytest.mark.serial``."""
     for item in items:
-        if _HERE in Path(item.path).parents:
+        path = Path(item.path)
+        if _HERE in path.parents:
             item.add_marker(pytest.mark.integration)
+            if path.name in SERIAL_FILES:
+                item.add_marker(pytest.mark.serial)
 
 
 @dataclass(frozen=True)

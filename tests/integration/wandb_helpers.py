@@ -74,11 +74,13 @@ def cluster_login(sandbox: SandboxCluster, standin: StandinServer) -> Iterator[N
     machine = f"{standin.host}:{standin.port}"
     entry = f"machine {machine}\n  login user\n  password {standin.api_key}\n"
     drop = f"awk -v m={machine} '$1==\"machine\"{{skip=($2==m)}} !skip' ~/.netrc 2>/dev/null"
-    _ssh_retrying(sandbox, f"umask 077; {{ {drop}; cat; }} > ~/.netrc.new && mv ~/.netrc.new ~/.netrc", entry)
+    # Under a lock: test files running in parallel (make test) log in to their own stand-ins at once.
+    lock = "exec 9>>~/.netrc.lock && flock 9 && "
+    _ssh_retrying(sandbox, f"{lock}umask 077; {{ {drop}; cat; }} > ~/.netrc.new && mv ~/.netrc.new ~/.netrc", entry)
     try:
         yield
     finally:
-        _ssh_retrying(sandbox, f"umask 077; {drop} > ~/.netrc.new && mv ~/.netrc.new ~/.netrc", "")
+        _ssh_retrying(sandbox, f"{lock}umask 077; {drop} > ~/.netrc.new && mv ~/.netrc.new ~/.netrc", "")
 
 
 def _ssh_retrying(sandbox: SandboxCluster, command: str, stdin: str) -> None:
