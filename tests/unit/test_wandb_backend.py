@@ -265,20 +265,21 @@ def test_sync_script_quotes_paths_and_parses_facts() -> None:
         ("abc123", 3, 1, 0, True)]
 
 
-def test_usr1_reaches_the_agents_run_not_the_agent_and_the_task_requeues(tmp_path: Path) -> None:
-    script, files = _render(tmp_path, _plan()[0])
+def _signalled_job(tmp_path: Path, planned: PlannedSweep, *, agent: str) -> tuple[Path, dict[str, str]]:
+    """The rendered job script of ``planned`` with its files, a ``wandb`` stand-in running ``agent`` (bash) and a
+    ``scontrol`` that records its arguments; the runs (``run.py``) checkpoint and exit on SIGUSR1."""
+    script, files = _render(tmp_path, planned)
     for path, data in files.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    run = ("import signal, sys, time\n"
-           "def stop(signum, frame):\n    print('run checkpointed', flush=True); sys.exit(1)\n"
-           "signal.signal(signal.SIGUSR1, stop)\nprint('run started', flush=True)\ntime.sleep(20)\n")
-    (tmp_path / "run.py").write_text(run)
-    # like wandb's agent: its runs in their own process group; a USR1 to the agent itself would kill it
-    (bin_dir / "wandb").write_text(f"#!/bin/bash\nset -m\nWANDB_RUN_ID=r1 python {tmp_path}/run.py &\nwait $!\n"
-                                   "echo 'agent saw its run end'\nsleep 20\n")
+    (tmp_path / "run.py").write_text(
+        "import os, signal, sys, time\n"
+        "def stop(signum, frame):\n"
+        "    print('run checkpointed', os.environ.get('WANDB_RUN_ID', ''), flush=True); sys.exit(1)\n"
+        "signal.signal(signal.SIGUSR1, stop)\nprint('run started', flush=True)\ntime.sleep(20)\n")
+    (bin_dir / "wandb").write_text(f"#!/bin/bash\n{agent}")
     (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/scontrol-calls\n')
     for name in ("wandb", "scontrol"):
         (bin_dir / name).chmod(0o755)
@@ -286,9 +287,16 @@ def test_usr1_reaches_the_agents_run_not_the_agent_and_the_task_requeues(tmp_pat
     (tmp_path / "job.sh").write_text(script)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": "0",
            "SLURM_ARRAY_JOB_ID": "77", "TMPDIR": str(tmp_path)}
+    return tmp_path / "job.sh", env
+
+
+def test_usr1_reaches_the_agents_run_not_the_agent_and_the_task_requeues(tmp_path: Path) -> None:
+    # like wandb's agent: its runs in their own process group; a USR1 to the agent itself would kill it
+    job_sh, env = _signalled_job(tmp_path, _plan()[0], agent=f"set -m\nWANDB_RUN_ID=r1 python {tmp_path}/run.py &\n"
+                                 "wait $!\necho 'agent saw its run end'\nsleep 20\n")
     log = tmp_path / "task.log"
     with log.open("w") as fh:
-        job = subprocess.Popen(["bash", str(tmp_path / "job.sh")], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        job = subprocess.Popen(["bash", str(job_sh)], stdout=fh, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 15
         while "run started" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -309,29 +317,12 @@ def test_usr1_reaches_the_run_of_every_agent_of_a_task_running_two(tmp_path: Pat
     from atlas_sweeps.launch.packing import Packing
 
     planned = replace(_plan(nodes=1)[0], packing=Packing(runs_per_job=2, parallel=2))
-    script, files = _render(tmp_path, planned)
-    for path, data in files.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (tmp_path / "run.py").write_text(
-        "import os, signal, sys, time\n"
-        "def stop(signum, frame):\n    print('checkpointed', os.environ['WANDB_RUN_ID'], flush=True); sys.exit(1)\n"
-        "signal.signal(signal.SIGUSR1, stop)\nprint('run started', flush=True)\ntime.sleep(20)\n")
     # two agents in the task, each with a run in its own process group (as wandb's agent starts them)
-    (bin_dir / "wandb").write_text(f"#!/bin/bash\nset -m\nWANDB_RUN_ID=run$RANDOM python {tmp_path}/run.py &\n"
-                                   "wait $!\nsleep 20\n")
-    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/scontrol-calls\n')
-    for name in ("wandb", "scontrol"):
-        (bin_dir / name).chmod(0o755)
-    (tmp_path / "remote" / "snapshots" / "L1").mkdir(parents=True)
-    (tmp_path / "job.sh").write_text(script)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": "0",
-           "SLURM_ARRAY_JOB_ID": "77", "TMPDIR": str(tmp_path)}
+    job_sh, env = _signalled_job(tmp_path, planned, agent=f"set -m\nWANDB_RUN_ID=run$RANDOM python {tmp_path}/run.py &\n"
+                                 "wait $!\nsleep 20\n")
     logs = [tmp_path / "remote" / "logs" / "L1" / planned.name / f"77_0.a{lane}.out" for lane in (0, 1)]
     logs[0].parent.mkdir(parents=True)  # Slurm makes --output's directory: the launch did
-    job = subprocess.Popen(["bash", str(tmp_path / "job.sh")], stdout=subprocess.DEVNULL, stderr=(tmp_path / "err").open("w"),
+    job = subprocess.Popen(["bash", str(job_sh)], stdout=subprocess.DEVNULL, stderr=(tmp_path / "err").open("w"),
                            env=env)
     deadline = time.monotonic() + 15
     while not all(p.exists() and "run started" in p.read_text() for p in logs) and time.monotonic() < deadline:
