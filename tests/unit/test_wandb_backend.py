@@ -178,7 +178,9 @@ def _render(tmp_path: Path, planned: PlannedSweep, *, wrap: str | None = None) -
     return prepared.script_text, prepared.files
 
 
-def _run_job(tmp_path: Path, script: str, files: dict[str, bytes], *, agent: str, task: int) -> subprocess.CompletedProcess:
+def _stage_job(tmp_path: Path, script: str, files: dict[str, bytes], *, agent: str, task: int = 0) -> dict[str, str]:
+    """``script`` as ``job.sh`` with its files, the snapshot, and a ``wandb`` stand-in running ``agent`` (bash)
+    first on PATH; the environment task ``task`` runs in."""
     for path, data in files.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
@@ -189,8 +191,12 @@ def _run_job(tmp_path: Path, script: str, files: dict[str, bytes], *, agent: str
     snapshot = tmp_path / "remote" / "snapshots" / "L1"
     snapshot.mkdir(parents=True, exist_ok=True)
     (tmp_path / "job.sh").write_text(script)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": str(task),
-           "TMPDIR": str(tmp_path)}
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": str(task),
+            "TMPDIR": str(tmp_path)}
+
+
+def _run_job(tmp_path: Path, script: str, files: dict[str, bytes], *, agent: str, task: int) -> subprocess.CompletedProcess:
+    env = _stage_job(tmp_path, script, files, agent=agent, task=task)
     return subprocess.run(["bash", str(tmp_path / "job.sh")], capture_output=True, text=True, env=env, timeout=30)
 
 
@@ -269,24 +275,15 @@ def _signalled_job(tmp_path: Path, planned: PlannedSweep, *, agent: str) -> tupl
     """The rendered job script of ``planned`` with its files, a ``wandb`` stand-in running ``agent`` (bash) and a
     ``scontrol`` that records its arguments; the runs (``run.py``) checkpoint and exit on SIGUSR1."""
     script, files = _render(tmp_path, planned)
-    for path, data in files.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    env = _stage_job(tmp_path, script, files, agent=agent)
     (tmp_path / "run.py").write_text(
         "import os, signal, sys, time\n"
         "def stop(signum, frame):\n"
         "    print('run checkpointed', os.environ.get('WANDB_RUN_ID', ''), flush=True); sys.exit(1)\n"
         "signal.signal(signal.SIGUSR1, stop)\nprint('run started', flush=True)\ntime.sleep(20)\n")
-    (bin_dir / "wandb").write_text(f"#!/bin/bash\n{agent}")
-    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/scontrol-calls\n')
-    for name in ("wandb", "scontrol"):
-        (bin_dir / name).chmod(0o755)
-    (tmp_path / "remote" / "snapshots" / "L1").mkdir(parents=True)
-    (tmp_path / "job.sh").write_text(script)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SLURM_ARRAY_TASK_ID": "0",
-           "SLURM_ARRAY_JOB_ID": "77", "TMPDIR": str(tmp_path)}
+    (tmp_path / "bin" / "scontrol").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/scontrol-calls\n')
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    env["SLURM_ARRAY_JOB_ID"] = "77"
     return tmp_path / "job.sh", env
 
 
