@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -87,6 +88,20 @@ def exit_files(output_pattern: str, *, job_id: str, stream: str = EXIT_STREAM) -
     """``(directory, glob)`` of the exit-code files (or ``stream``'s files) of array ``job_id`` whose
     ``--output`` is ``output_pattern``."""
     return posixpath.dirname(output_pattern), f"{job_id}_*.{stream}"
+
+
+def task_file_lines(text: str, *, job_id: str, stream: str) -> Iterator[tuple[str, str]]:
+    """``grep -s ""``'s ``<array>_<rest>.<stream>:<content>`` lines over such files (``exit_files``) of array
+    ``job_id``, as ``(rest, content)``: ``rest`` is the task id, or ``<task>.r<run>`` for a packed run."""
+    suffix = f".{stream}"
+    for line in text.splitlines():
+        name, sep, content = line.partition(":")
+        stem = name.rsplit("/", 1)[-1]
+        if not sep or not stem.endswith(suffix):
+            continue
+        array, _, rest = stem.removesuffix(suffix).partition("_")
+        if array == job_id:
+            yield rest, content
 
 
 def log_path(pattern: str, *, job_id: str, task: int | None) -> str:

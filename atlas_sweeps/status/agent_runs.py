@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from atlas_sweeps.launch.layout import RUN_STREAM
+from atlas_sweeps.launch.layout import RUN_STREAM, task_file_lines
 from atlas_sweeps.status.run_params import params_label
 
 
@@ -34,15 +34,9 @@ class AgentRun:
 def parse_agent_runs(text: str, *, job_id: str) -> dict[tuple[str, int], AgentRun]:
     """``grep``'s ``<dir>/<array>_<task>.run:<run id> <json>`` lines of one array; other lines are ignored."""
     runs: dict[tuple[str, int], AgentRun] = {}
-    suffix = f".{RUN_STREAM}"
-    for line in text.splitlines():
-        name, sep, body = line.partition(":")
-        stem = name.rsplit("/", 1)[-1]
-        if not sep or not stem.endswith(suffix):
-            continue
-        array, _, task = stem.removesuffix(suffix).partition("_")
+    for task, body in task_file_lines(text, job_id=job_id, stream=RUN_STREAM):
         run = parse_agent_run(body)
-        if array == job_id and task.isdigit() and run is not None:
+        if task.isdigit() and run is not None:
             runs[(job_id, int(task))] = run
     return runs
 

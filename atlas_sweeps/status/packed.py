@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from atlas_sweeps.launch.layout import EXIT_STREAM, task_file_lines
 from atlas_sweeps.slurm.states import PENDING, RUNNING, category, is_terminal
 from atlas_sweeps.slurm.task import EXIT_FILE_SOURCE, TaskState
 
@@ -29,12 +30,9 @@ def _record_lines(text: str, *, job_id: str) -> list[tuple[RunKey, str]]:
     """``grep``'s ``<array>_<task>.r<run>.exit:<line>`` lines of array ``job_id`` as ``(run key, line)``,
     the tasks' own ``.exit`` lines left out."""
     out = []
-    for line in text.splitlines():
-        name, _, content = line.partition(":")
-        stem = name.rsplit("/", 1)[-1].removesuffix(".exit")
-        array, _, rest = stem.partition("_")
+    for rest, content in task_file_lines(text, job_id=job_id, stream=EXIT_STREAM):
         task, dot, run = rest.partition(".r")
-        if array == job_id and dot and task.isdigit() and run.isdigit():
+        if dot and task.isdigit() and run.isdigit():
             out.append(((job_id, int(task), int(run)), content))
     return out
 

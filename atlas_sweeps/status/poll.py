@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from string import Template
 
-from atlas_sweeps.launch.layout import RUN_STREAM, exit_files
+from atlas_sweeps.launch.layout import EXIT_STREAM, RUN_STREAM, exit_files, task_file_lines
 from atlas_sweeps.remote.protocol import EMIT_FUNCTION, parse_facts
 from atlas_sweeps.slurm.sacct import SACCT_FIELDS, accounting_answer, parse_sacct, sacct_command
 from atlas_sweeps.slurm.squeue import column, parse_squeue, squeue_command
@@ -225,11 +225,5 @@ def parse_poll(stdout: str, *, job_ids: Iterable[str]) -> PollResult:
 
 def parse_exit_files(text: str, *, job_id: str) -> dict[tuple[str, int], int]:
     """``grep``'s ``<array>_<task>.exit:<code>`` lines of one array's exit-code files (see ``jobs.exit_record``)."""
-    codes: dict[tuple[str, int], int] = {}
-    for line in text.splitlines():
-        name, _, code = line.partition(":")
-        stem = name.rsplit("/", 1)[-1].removesuffix(".exit")
-        array, _, task = stem.partition("_")
-        if array == job_id and task.isdigit() and code.strip().isdigit():
-            codes[(job_id, int(task))] = int(code.strip())
-    return codes
+    return {(job_id, int(task)): int(code.strip()) for task, code in task_file_lines(text, job_id=job_id, stream=EXIT_STREAM)
+            if task.isdigit() and code.strip().isdigit()}
