@@ -15,7 +15,7 @@ from atlas_sweeps.remote.base import Remote
 from atlas_sweeps.slurm.merge import merge_tasks
 from atlas_sweeps.slurm.states import is_terminal
 from atlas_sweeps.slurm.task import CANCEL_SOURCE, LAST_SEEN_SOURCE
-from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, TaskSeen
+from atlas_sweeps.state.store import JobRecord, LaunchRecord, StateDB, SweepRecord, TaskSeen
 from atlas_sweeps.status.agent_runs import parse_agent_run
 from atlas_sweeps.status.backend_progress import ask_progress, run_counts
 from atlas_sweeps.status.diagnosis import Diagnoses, diagnose_tasks, to_diagnose, undiagnosed_failure
@@ -99,19 +99,20 @@ class Poller:
         return entry.remote
 
     def _poll_cluster(self, cluster: str, recs: list[LaunchRecord]) -> list[LaunchStatus]:
-        plans: dict[str, tuple[list[JobRecord], dict[tuple[str, int], TaskSeen]]] = {}
+        plans: dict[str, tuple[list[JobRecord], dict[tuple[str, int], TaskSeen], list[SweepRecord]]] = {}
         arrays: list[ArrayQuery] = []
         progress: dict[str, tuple[dict[str, SweepProgress] | None, str | None]] = {}
         targets: list[ReapTarget] = []
         for rec in recs:
             jobs = self.db.jobs(rec.id)
             seen = {(s.job_id, s.task): s for s in self.db.task_states(rec.id)}
-            plans[rec.id] = (jobs, seen)
+            sweeps = self.db.sweeps(rec.id)
+            plans[rec.id] = (jobs, seen, sweeps)
             arrays += _queries(jobs, seen, polled=_polled(self.db, rec.id), packed=packed_runs(rec.options) > 1)
             # Asked before the poll: a sweep with nothing left to run has its pending tasks cancelled by it.
-            progress[rec.id] = self._progress(rec)
+            progress[rec.id] = self._progress(rec, sweeps)
             if self.reap_for(rec) and progress[rec.id][0]:
-                targets += reap_targets(jobs, self.db.sweeps(rec.id), progress[rec.id][0] or {}, seen)
+                targets += reap_targets(jobs, sweeps, progress[rec.id][0] or {}, seen)
         result = PollResult(squeue=[], sacct=[], accounting=None, log_lines={})
         extra = self.extra(cluster, recs) if self.extra else ""
         if arrays or extra:
@@ -127,7 +128,7 @@ class Poller:
         now = self.clock()
         statuses = []
         for rec in recs:
-            jobs, seen = plans[rec.id]
+            jobs, seen, sweeps = plans[rec.id]
             prev = self.db.last_poll(rec.id)
             accounting = result.accounting if result.accounting is not None else (prev.accounting if prev else None)
             states = merge_tasks(arrays={j.job_id: j.tasks for j in jobs}, squeue=squeue,
@@ -156,14 +157,14 @@ class Poller:
                 notes.append(_NO_ACCOUNTING_NOTE)
             if result.sacct_error:
                 notes.append(f"sacct failed: {result.sacct_error}")
-            runs, werr = progress[rec.id]
-            wandb = run_counts(runs)
+            backend_runs, werr = progress[rec.id]
+            wandb = run_counts(backend_runs)
             if werr:
                 notes.append(werr)
             own = {j.job_id for j in jobs}
             notes += reap_notes([t for t in targets if t.job_id in own], mine, error=result.reaped.error)
             runs = self._run_records(rec, jobs, result)
-            statuses.append(build_launch_status(rec, self.db.sweeps(rec.id), jobs, states=states, log_lines=logs,
+            statuses.append(build_launch_status(rec, sweeps, jobs, states=states, log_lines=logs,
                                                 polled=now, accounting=accounting, wandb=wandb,
                                                 notes=tuple(notes), diagnoses=why.shown,
                                                 agent_runs=agents, run_records={k: v[0] for k, v in runs.items()},
@@ -181,10 +182,11 @@ class Poller:
             self.db.save_run_records(rec.id, new)
         return self.db.run_records(rec.id)
 
-    def _progress(self, rec: LaunchRecord) -> tuple[dict[str, SweepProgress] | None, str | None]:
+    def _progress(self, rec: LaunchRecord,
+                  sweeps: list[SweepRecord]) -> tuple[dict[str, SweepProgress] | None, str | None]:
         if self.backend_for is None:
             return None, None
-        return ask_progress(self.backend_for(rec), self.db.sweeps(rec.id))
+        return ask_progress(self.backend_for(rec), sweeps)
 
 
 def _polled(db: StateDB, launch_id: str) -> float | None:
