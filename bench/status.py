@@ -25,8 +25,8 @@ CLI = str(ROOT / ".venv" / "bin" / "atlas-sweeps")
 PROGRAM = ROOT / "tests" / "integration" / "data" / "status_sleep.py"
 
 # One recorded line of each kind (sandbox, slurm-wlm 22.05.8); the bench repeats them with new task ids.
-SQUEUE_RUNNING = "{j}|{t}|{r}|RUNNING|None|vm|0:04|10:00|2026-11-28T07:06:58|2026-11-28T07:16:58|0"
-SQUEUE_PENDING = "{j}|{t}|{r}|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0"
+SQUEUE_RUNNING = "{j}|{t}|{r}|RUNNING|None|vm|0:04|10:00|2026-11-28T07:06:58|2026-11-28T07:16:58|0|0"
+SQUEUE_PENDING = "{j}|{t}|{r}|PENDING|JobArrayTaskLimit||0:00|10:00|N/A|N/A|0|0"
 SACCT_DONE = "{j}_{t}|{r}|COMPLETED|0:0|00:00:04|00:10:00|2026-11-28T07:06:58|2026-11-28T07:07:02|vm|None"
 
 
